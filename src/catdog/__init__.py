@@ -1,0 +1,10 @@
+"""catdog: turn a folder of labeled photos into a trained, exported image classifier.
+
+The library API mirrors the CLI so it can be driven from a notebook:
+
+    import catdog
+    catdog.pack(["train.zip"], "packed/")                 # -> manifest dict
+    ds = catdog.data.load("packed/", "train", image_size=224)
+"""
+
+__version__ = "0.1.0"

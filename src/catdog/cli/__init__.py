@@ -1,0 +1,73 @@
+"""The `catdog` command: a thin Typer layer over the library (parse -> one library call -> print).
+
+Each command group lives in its own module and registers itself on `app`. Library imports happen
+inside the command bodies so that `catdog --help` stays instant (TensorFlow takes seconds to import).
+Only `CatdogError` is turned into a one-line message and exit code 1; anything else is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+import typer
+
+from catdog.errors import CatdogError
+
+app = typer.Typer(
+    name="catdog",
+    help="Turn a folder of labeled photos into a trained, exported image classifier.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print one red line on stderr and exit non-zero."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=code)
+
+
+def handle_errors(fn):
+    """Decorator for commands: CatdogError -> one line on stderr, exit 1; Ctrl-C -> exit 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except CatdogError as e:
+            fail(str(e))
+        except KeyboardInterrupt:
+            typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
+            raise typer.Exit(code=130) from None
+
+    return wrapper
+
+
+def _quiet_tensorflow() -> None:
+    # TensorFlow's C++ start-up chatter hides catdog's own output; users can override.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _register_commands() -> None:
+    import importlib
+
+    for module in ("pack", "train", "evaluate", "predict", "export", "demo", "serve"):
+        try:
+            importlib.import_module(f"catdog.cli.{module}")
+        except ModuleNotFoundError as e:  # a command module not written yet must not break the others
+            if e.name != f"catdog.cli.{module}":
+                raise
+
+
+def main() -> None:
+    _quiet_tensorflow()
+    _register_commands()
+    app()
+
+
+if __name__ == "__main__":  # python -m catdog.cli
+    sys.exit(main())

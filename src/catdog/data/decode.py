@@ -1,0 +1,86 @@
+"""Decode + resize of encoded image bytes, in-graph. ONE function serves training, evaluation, predict,
+the exported SavedModel and the web server, so their preprocessing cannot drift apart.
+
+JPEGs are decoded at reduced scale (libjpeg's DCT scaling, `ratio` 2/4/8) when the photo is at least twice
+the target size in both dimensions: a 1000x800 photo bound for 224x224 is decoded at 500x400, about 4x less
+work, and then resized with antialiasing.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+RESIZE_MODES = ("squash", "crop", "pad")
+_RATIOS = (1, 2, 4, 8)
+
+
+def as_size(image_size) -> tuple[int, int]:
+    """224 -> (224, 224); (h, w) stays."""
+    if isinstance(image_size, int):
+        return int(image_size), int(image_size)
+    height, width = image_size
+    return int(height), int(width)
+
+
+def _jpeg_ratio_index(height: tf.Tensor, width: tf.Tensor, target: tuple[int, int]) -> tf.Tensor:
+    """Index into _RATIOS of the largest ratio that still leaves >= target pixels in both dimensions."""
+    th, tw = target
+    index = tf.constant(0)
+    for i, r in enumerate(_RATIOS[1:], start=1):
+        fits = tf.logical_and(height >= r * th, width >= r * tw)
+        index = tf.where(fits, i, index)
+    return index
+
+
+def decode_jpeg_reduced(encoded: tf.Tensor, target: tuple[int, int]) -> tf.Tensor:
+    """Decode JPEG bytes to uint8 RGB at the smallest DCT scale that is still >= target."""
+    shape = tf.image.extract_jpeg_shape(encoded)
+    index = _jpeg_ratio_index(tf.cast(shape[0], tf.int32), tf.cast(shape[1], tf.int32), target)
+    branches = [
+        (lambda r=r: tf.io.decode_jpeg(encoded, channels=3, ratio=r)) for r in _RATIOS
+    ]
+    return tf.switch_case(index, branches)
+
+
+def decode_any(encoded: tf.Tensor, target: tuple[int, int]) -> tf.Tensor:
+    """JPEG via the reduced-scale path; PNG/GIF/BMP/WebP via tf.io.decode_image (first frame)."""
+    return tf.cond(
+        tf.io.is_jpeg(encoded),
+        lambda: decode_jpeg_reduced(encoded, target),
+        lambda: tf.ensure_shape(
+            tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8), [None, None, 3]
+        ),
+    )
+
+
+def resize(image: tf.Tensor, target: tuple[int, int], mode: str = "squash") -> tf.Tensor:
+    """uint8/float image (h, w, 3) -> float32 (th, tw, 3) in 0..255.
+
+    squash: stretch to the target; crop: centre-crop to the target's aspect ratio, then resize;
+    pad: fit inside the target keeping the aspect ratio, pad with black.
+    """
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"resize mode must be one of {RESIZE_MODES}, got {mode!r}")
+    th, tw = target
+    image = tf.cast(image, tf.float32)
+    if mode == "crop":
+        h = tf.cast(tf.shape(image)[0], tf.float32)
+        w = tf.cast(tf.shape(image)[1], tf.float32)
+        scale = tf.minimum(h / th, w / tw)
+        ch = tf.cast(tf.round(th * scale), tf.int32)
+        cw = tf.cast(tf.round(tw * scale), tf.int32)
+        top = (tf.shape(image)[0] - ch) // 2
+        left = (tf.shape(image)[1] - cw) // 2
+        image = image[top : top + ch, left : left + cw, :]
+    if mode == "pad":
+        image = tf.image.resize_with_pad(image, th, tw, antialias=True)
+    else:
+        image = tf.image.resize(image, (th, tw), antialias=True)
+    image = tf.clip_by_value(image, 0.0, 255.0)
+    return tf.ensure_shape(image, [th, tw, 3])
+
+
+def decode_and_resize(encoded: tf.Tensor, image_size, mode: str = "squash") -> tf.Tensor:
+    """Encoded image bytes (scalar tf.string) -> float32 (H, W, 3) in 0..255."""
+    target = as_size(image_size)
+    return resize(decode_any(encoded, target), target, mode)

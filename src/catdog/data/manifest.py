@@ -1,0 +1,89 @@
+"""manifest.json: the description of a packed folder, written last so a folder without it is not a pack.
+
+Every later step (train, evaluate, predict) reads the manifest and the shards it lists, never raw folders.
+Paths go through `tf.io.gfile` so packed data can live on any filesystem TensorFlow reads (local, gs://, s3://).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+
+import tensorflow as tf
+
+from catdog.errors import DataError
+
+MANIFEST_NAME = "manifest.json"
+FORMAT = "catdog-pack/1"
+SPLITS = ("train", "val", "test")
+
+
+def join(directory: str, name: str) -> str:
+    """Join like os.path.join, but also for URLs such as gs://bucket/dir."""
+    return posixpath.join(str(directory), name) if "://" in str(directory) else str(tf.io.gfile.join(str(directory), name))
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write to a temporary name, then rename: a reader never sees half a file."""
+    tmp = f"{path}.tmp"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        f.write(text)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def write_manifest(directory: str, manifest: dict) -> None:
+    atomic_write_text(join(directory, MANIFEST_NAME), json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+
+
+def read_manifest(directory: str) -> dict:
+    """Load and sanity-check a manifest; DataError names the folder if it is not a catdog pack."""
+    directory = str(directory)
+    path = join(directory, MANIFEST_NAME)
+    if not tf.io.gfile.exists(directory):
+        raise DataError(f"{directory}: packed folder does not exist")
+    if not tf.io.gfile.exists(path):
+        raise DataError(f"{directory}: not a packed folder (no {MANIFEST_NAME}); run `catdog pack SRC --out {directory}`")
+    try:
+        with tf.io.gfile.GFile(path, "r") as f:
+            manifest = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: manifest is not valid JSON ({e})") from e
+    if manifest.get("format") != FORMAT:
+        raise DataError(f"{path}: unknown manifest format {manifest.get('format')!r}, expected {FORMAT!r}")
+    return manifest
+
+
+def split_info(manifest: dict, split: str, directory: str = "") -> dict:
+    """The manifest entry of one split; DataError lists the splits that exist."""
+    splits = manifest.get("splits", {})
+    if split not in splits or splits[split]["num_examples"] == 0:
+        present = sorted(s for s, v in splits.items() if v["num_examples"] > 0)
+        raise DataError(f"{directory or 'pack'}: has no '{split}' split (present: {', '.join(present) or 'none'})")
+    return splits[split]
+
+
+def shard_paths(directory: str, manifest: dict, split: str) -> list[str]:
+    return [join(directory, shard["file"]) for shard in split_info(manifest, split, directory)["shards"]]
+
+
+def file_sha256(path: str, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with tf.io.gfile.GFile(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_shards(directory: str, manifest: dict | None = None) -> list[str]:
+    """Re-hash every shard; returns one problem line per missing or altered shard (empty list = intact)."""
+    manifest = manifest or read_manifest(directory)
+    problems = []
+    for split, info in manifest["splits"].items():
+        for shard in info["shards"]:
+            path = join(directory, shard["file"])
+            if not tf.io.gfile.exists(path):
+                problems.append(f"{path}: shard listed in the manifest is missing")
+            elif file_sha256(path) != shard["sha256"]:
+                problems.append(f"{path}: checksum mismatch (shard changed since it was packed)")
+    return problems

@@ -1,0 +1,126 @@
+"""manifest + shards -> tf.data pipeline: interleave shards, parse, decode, resize, augment, batch, prefetch.
+
+Memory is bounded by the shuffle buffer and prefetch depth, never by the dataset size (the original
+system loaded every image into RAM and ran out of 60 GB).
+
+Evaluation mode (`training=False`) reads shards in manifest order, deterministically, each record
+exactly once, and asserts at the end that the number of records equals the manifest's count
+(`tf.data.experimental.assert_cardinality`), so a reader can never silently repeat or skip images
+(the original queue-based reader did both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+import tensorflow as tf
+
+from catdog.data import manifest as manifest_lib
+from catdog.data.decode import RESIZE_MODES, as_size, decode_and_resize
+from catdog.data.records import parse_example
+from catdog.errors import DataError
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def record_dataset(directory: str, split: str, *, training: bool = False, seed: int | None = None,
+                   manifest: dict | None = None) -> tf.data.Dataset:
+    """Serialized records of one split. Sharded by FILE, so tf.distribute can split shards across workers."""
+    manifest = manifest or manifest_lib.read_manifest(directory)
+    paths = manifest_lib.shard_paths(directory, manifest, split)
+    for path in paths:
+        if not tf.io.gfile.exists(path):
+            raise DataError(f"{path}: shard listed in the manifest is missing")
+    files = tf.data.Dataset.from_tensor_slices(paths)
+    if training:
+        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    records = files.interleave(
+        lambda path: tf.data.TFRecordDataset(path, buffer_size=1 << 20),
+        cycle_length=min(len(paths), 8),
+        block_length=1,
+        num_parallel_calls=AUTOTUNE,
+        deterministic=not training or seed is not None,
+    )
+    if not training:
+        expected = manifest_lib.split_info(manifest, split, directory)["num_examples"]
+        records = records.apply(tf.data.experimental.assert_cardinality(expected))
+    return records
+
+
+def load(
+    directory: str,
+    split: str,
+    image_size=224,
+    *,
+    batch_size: int = 32,
+    training: bool = False,
+    resize: str = "squash",
+    augment: Callable[[tf.Tensor], tf.Tensor] | None = None,
+    shuffle_buffer: int = 2048,
+    seed: int | None = None,
+    repeat: bool = False,
+    with_ids: bool = False,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """A batched pipeline over one split of a packed folder.
+
+    Args:
+        directory: the packed folder (local path or any tf.io.gfile URL).
+        split: "train", "val" or "test".
+        image_size: int or (height, width) of the output images.
+        batch_size: images per batch; the last batch may be smaller unless `drop_remainder`.
+        training: shuffle shards and records (seeded by `seed`) and apply `augment`; when False the
+            order is deterministic and every record is yielded exactly once (count checked).
+        resize: "squash", "crop" (centre crop) or "pad"; see catdog.data.decode.resize.
+        augment: plain function image -> image (float32 0..255, HxWx3), applied per image when training.
+        repeat: repeat forever (training only).
+        with_ids: yield dicts {"image", "label", "id"} instead of (image, label) pairs.
+
+    Returns:
+        tf.data.Dataset of float32 images in 0..255 (preprocessing for the backbone happens inside the
+        model) and int32 labels (-1 for the unlabeled test split).
+    """
+    if resize not in RESIZE_MODES:
+        raise DataError(f"resize mode must be one of {', '.join(RESIZE_MODES)}; got {resize!r}")
+    if repeat and not training:
+        raise DataError("repeat=True only makes sense with training=True (evaluation reads each image once)")
+    target = as_size(image_size)
+    manifest = manifest_lib.read_manifest(directory)
+    records = record_dataset(directory, split, training=training, seed=seed, manifest=manifest)
+    if training:
+        records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        records = records.repeat()
+
+    def to_example(serialized):
+        features = parse_example(serialized)
+        image = decode_and_resize(features["image/encoded"], target, resize)
+        if training and augment is not None:
+            image = augment(image)
+        label = tf.cast(features["image/class/label"], tf.int32)
+        if with_ids:
+            return {"image": image, "label": label, "id": features["image/id"]}
+        return image, label
+
+    dataset = records.map(to_example, num_parallel_calls=AUTOTUNE, deterministic=not training or seed is not None)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE,
+                            deterministic=True)
+    return dataset.prefetch(AUTOTUNE)
+
+
+def checked(batches: Iterable, directory: str = "", split: str = "") -> Iterator:
+    """Iterate an evaluation dataset, turning the end-of-data count assertion into a one-line DataError."""
+    iterator = iter(batches)
+    while True:
+        try:
+            yield next(iterator)
+        except StopIteration:
+            return
+        except (tf.errors.FailedPreconditionError, tf.errors.InvalidArgumentError) as e:
+            if "expected to contain" not in str(e.message):
+                raise
+            raise DataError(f"{directory}: split '{split}' does not match its manifest: {e.message.strip()}") from None
+
+
+def num_examples(directory: str, split: str) -> int:
+    return manifest_lib.split_info(manifest_lib.read_manifest(directory), split, directory)["num_examples"]

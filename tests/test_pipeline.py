@@ -1,0 +1,103 @@
+"""The reader: shapes, exactly-once evaluation, count check, resize modes, reduced-scale decode."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from catdog.data import load, manifest as manifest_lib
+from catdog.data.decode import decode_and_resize, decode_jpeg_reduced, resize
+from catdog.data.pipeline import checked
+from catdog.errors import DataError
+from packed_fixture import build_pack
+
+
+@pytest.fixture
+def packed(tmp_path):
+    build_pack(tmp_path / "packed", {"train": 11, "val": 7, "test": 5})
+    return tmp_path / "packed"
+
+
+def test_eval_yields_each_record_exactly_once_with_partial_last_batch(packed):
+    ds = load(str(packed), "val", image_size=24, batch_size=3, with_ids=True)
+    batches = list(checked(ds, str(packed), "val"))
+    assert [int(b["image"].shape[0]) for b in batches] == [3, 3, 1]
+    ids = [i.decode() for b in batches for i in b["id"].numpy()]
+    assert len(ids) == 7 and len(set(ids)) == 7
+    assert batches[0]["image"].shape[1:] == (24, 24, 3)
+    assert batches[0]["image"].dtype == tf.float32
+
+
+def test_eval_order_is_deterministic(packed):
+    first = [i for b in load(str(packed), "train", 16, batch_size=4, with_ids=True) for i in b["id"].numpy()]
+    second = [i for b in load(str(packed), "train", 16, batch_size=4, with_ids=True) for i in b["id"].numpy()]
+    assert first == second and len(first) == 11
+
+
+def test_labels_match_class_names(packed):
+    for batch in load(str(packed), "train", 16, batch_size=32, with_ids=True):
+        for label, image_id in zip(batch["label"].numpy(), batch["id"].numpy()):
+            assert image_id.decode().startswith(["cat", "dog"][label])
+    test_labels = np.concatenate([b[1].numpy() for b in load(str(packed), "test", 16)])
+    assert (test_labels == -1).all() and len(test_labels) == 5
+
+
+def test_count_mismatch_with_manifest_raises(packed):
+    manifest = manifest_lib.read_manifest(str(packed))
+    manifest["splits"]["val"]["num_examples"] = 8  # a record has gone missing
+    manifest_lib.write_manifest(str(packed), manifest)
+    with pytest.raises(DataError, match="expected to contain 8"):
+        list(checked(load(str(packed), "val", 16, batch_size=4), str(packed), "val"))
+
+
+def test_training_mode_shuffles_with_seed_and_repeats(packed):
+    ds = load(str(packed), "train", 16, batch_size=4, training=True, seed=1, repeat=True, augment=lambda x: 255.0 - x)
+    batches = list(ds.take(5))
+    assert len(batches) == 5 and all(b[0].shape[0] == 4 for b in batches)
+    again = list(load(str(packed), "train", 16, batch_size=4, training=True, seed=1, repeat=True).take(5))
+    assert np.array_equal(batches[0][1].numpy(), again[0][1].numpy())
+
+
+def test_missing_split_and_bad_mode_are_clear_errors(tmp_path):
+    build_pack(tmp_path / "p", {"train": 4})
+    with pytest.raises(DataError, match="no 'val' split"):
+        load(str(tmp_path / "p"), "val", 16)
+    with pytest.raises(DataError, match="resize mode"):
+        load(str(tmp_path / "p"), "train", 16, resize="zoom")
+    with pytest.raises(DataError, match="not a packed folder"):
+        load(str(tmp_path), "train", 16)
+
+
+def _jpeg(w, h):
+    x = np.linspace(0, 255, w * h * 3).reshape(h, w, 3).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(x).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def test_reduced_scale_decode_only_when_twice_the_target():
+    assert decode_jpeg_reduced(tf.constant(_jpeg(400, 300)), (64, 64)).shape[:2] == (75, 100)  # ratio 4
+    assert decode_jpeg_reduced(tf.constant(_jpeg(400, 300)), (100, 100)).shape[:2] == (150, 200)  # ratio 2
+    assert decode_jpeg_reduced(tf.constant(_jpeg(100, 80)), (64, 64)).shape[:2] == (80, 100)  # ratio 1
+
+
+@pytest.mark.parametrize("mode", ["squash", "crop", "pad"])
+def test_resize_modes(mode):
+    wide = tf.ones((20, 80, 3), tf.uint8) * 200
+    out = resize(wide, (16, 16), mode)
+    assert out.shape == (16, 16, 3)
+    if mode == "pad":  # letterboxed: top and bottom rows are black, the middle is the image
+        assert float(out[0, 8, 0]) == 0.0 and float(out[8, 8, 0]) == pytest.approx(200, abs=1)
+    else:
+        assert float(tf.reduce_min(out)) == pytest.approx(200, abs=1)
+
+
+def test_png_bytes_decode_through_the_same_function():
+    buf = io.BytesIO()
+    Image.fromarray(np.full((10, 12, 3), 90, np.uint8)).save(buf, format="PNG")
+    out = decode_and_resize(tf.constant(buf.getvalue()), 8)
+    assert out.shape == (8, 8, 3) and float(tf.reduce_mean(out)) == pytest.approx(90, abs=1)
