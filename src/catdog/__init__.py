@@ -8,3 +8,10 @@ The library API mirrors the CLI so it can be driven from a notebook:
 """
 
 __version__ = "0.1.0"
+
+
+def pack(*args, **kwargs):
+    """catdog.data.pack.pack, imported on first use (TensorFlow takes seconds to import)."""
+    from catdog.data.pack import pack as _pack
+
+    return _pack(*args, **kwargs)

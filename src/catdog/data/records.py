@@ -63,7 +63,7 @@ def make_example(
             }
         )
     )
-    return example.SerializeToString()
+    return example.SerializeToString(deterministic=True)  # map order is per-process otherwise: same pack, other bytes
 
 
 def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:

@@ -1,0 +1,196 @@
+"""Find the images in each pack source (a folder or a .zip) and give each a stable id and label.
+
+The layout is decided per source from file NAMES, never from contents (contents are checked later):
+
+    flat      Kaggle `train/`: `<class>.<id>.<ext>`  -> label `<class>`, id `cat.123` (the stem)
+    classes   `SRC/<class>/...`                     -> label = sub-folder, id `<class>/<stem>`
+    numbered  Kaggle `test1/`: `<number>.<ext>`      -> unlabeled (split `test`), id = the number
+
+A zip is read in place with `zipfile`, never extracted; content under one top folder (Kaggle's
+`train.zip` holds `train/cat.1.jpg`) is looked at from inside that folder. A file that fits no layout
+becomes a reject with a reason (one stray file never aborts a pack); a source where nothing fits is a
+DataError. Only small metadata is kept per file: bytes are read later, by the worker that needs them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import zipfile
+from dataclasses import dataclass
+
+from catdog.errors import DataError
+
+LAYOUTS = ("flat", "classes", "numbered")
+_FLAT = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9]+)$")  # cat.123.jpg
+_NUMBERED = re.compile(r"^(\d+)\.([A-Za-z0-9]+)$")  # 123.jpg
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One SRC argument: where it is, how it is laid out, and a digest of its listing (for the fingerprint)."""
+
+    path: str  # absolute path as the user named it
+    kind: str  # "dir" or "zip"
+    layout: str  # one of LAYOUTS
+    num_files: int  # files seen (images and rejects)
+    digest: str  # sha256 over (name, size, mtime or CRC) of every file: changes when the files do
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One candidate image. `member` is relative to its source (a zip member name inside a zip)."""
+
+    source: int  # index into the list of sources
+    member: str
+    image_id: str
+    label: str  # class name; "" = unlabeled (split `test`)
+
+
+def _hidden(rel: str) -> bool:
+    # .DS_Store, .git/, __MACOSX/ (zip resource forks) are never images
+    return any(part.startswith(".") or part == "__MACOSX" for part in rel.split("/"))
+
+
+def _list_dir(root: str) -> list[tuple[str, str]]:
+    """(relative posix path, change token) of every non-hidden file, in sorted order."""
+    entries = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
+        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            st = os.stat(os.path.join(dirpath, name))
+            entries.append((rel, f"{st.st_size}:{st.st_mtime_ns}"))
+    return sorted(entries)
+
+
+def _list_zip(path: str) -> list[tuple[str, str]]:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise DataError(f"{path}: cannot read the zip archive ({e})") from e
+    return sorted((i.filename, f"{i.file_size}:{i.CRC:08x}") for i in infos if not i.is_dir() and not _hidden(i.filename))
+
+
+def _top_prefix(names: list[str]) -> str:
+    """'train/' when every name sits under one top folder (Kaggle's train.zip), repeated for nested folders."""
+    prefix = ""
+    while True:
+        rest = [n[len(prefix):] for n in names]
+        tops = {r.split("/", 1)[0] for r in rest}
+        if len(tops) != 1 or any("/" not in r for r in rest):
+            return prefix
+        prefix += tops.pop() + "/"
+
+
+def _stem(name: str) -> str:
+    return name.rsplit(".", 1)[0] if "." in name.rsplit("/", 1)[-1] else name
+
+
+def detect(names: list[str], where: str) -> tuple[str, list[tuple[str, str, str]], list[tuple[str, str]]]:
+    """Relative names -> (layout, [(name, image_id, label)], [(name, reason)]). Pure: no I/O.
+
+    Sub-folders win (class folders; loose top-level files are rejected); otherwise whichever of the flat
+    and numbered patterns matches more names decides, and the names it does not match are rejected.
+    """
+    if not names:
+        raise DataError(f"{where}: no files found (empty folder)")
+    nested = [n for n in names if "/" in n]
+    if nested:
+        images = [(n, f"{n.split('/', 1)[0]}/{_stem(n.split('/', 1)[1])}", n.split("/", 1)[0]) for n in nested]
+        rejects = [(n, "not-in-class-folder") for n in names if "/" not in n]
+        return "classes", images, rejects
+    flat = {n: m for n in names if (m := _FLAT.match(n))}
+    numbered = {n: m for n in names if (m := _NUMBERED.match(n))}
+    if not flat and not numbered:
+        raise DataError(
+            f"{where}: no recognisable labels (expected class sub-folders like cat/ and dog/, names like "
+            f"cat.1.jpg, or numbered files like 1.jpg; found e.g. {names[0]!r})"
+        )
+    if len(flat) >= len(numbered):
+        images = [(n, f"{m.group(1)}.{m.group(2)}", m.group(1)) for n, m in flat.items()]
+        layout = "flat"
+    else:
+        images = [(n, m.group(1), "") for n, m in numbered.items()]
+        layout = "numbered"
+    matched = {n for n, _, _ in images}
+    return layout, images, [(n, "unrecognised-name") for n in names if n not in matched]
+
+
+def scan_source(path: str, index: int = 0) -> tuple[Source, list[Item], list[tuple[str, str]]]:
+    """One SRC -> (Source, items, rejects as (display path, reason)). DataError for a missing/empty/unlabeled source."""
+    path = os.path.abspath(os.path.expanduser(str(path)))
+    if os.path.isdir(path):
+        kind, entries = "dir", _list_dir(path)
+    elif os.path.isfile(path) and zipfile.is_zipfile(path):
+        kind, entries = "zip", _list_zip(path)
+    elif os.path.exists(path):
+        raise DataError(f"{path}: not a folder or a .zip archive")
+    else:
+        raise DataError(f"{path}: source folder does not exist")
+    names = [name for name, _ in entries]
+    prefix = _top_prefix(names) if kind == "zip" else ""
+    layout, images, rejects = detect([n[len(prefix):] for n in names], path)
+    digest = hashlib.sha256("\n".join(f"{n}\t{token}" for n, token in entries).encode()).hexdigest()
+    source = Source(path=path, kind=kind, layout=layout, num_files=len(names), digest=digest)
+    items = _unique_ids([Item(index, prefix + rel, image_id, label) for rel, image_id, label in images])
+    return source, items, [(f"{path}/{prefix}{rel}", reason) for rel, reason in rejects]
+
+
+def _unique_ids(items: list[Item]) -> list[Item]:
+    """`cat.1.jpg` + `cat.1.png` would share id `cat.1`: later ones keep their extension, then get `#n`."""
+    seen: set[str] = set()
+    out = []
+    for item in items:
+        image_id = item.image_id
+        if image_id in seen:
+            image_id = f"{item.image_id}.{item.member.rsplit('.', 1)[-1]}"
+            n = 2
+            while image_id in seen:
+                image_id, n = f"{item.image_id}#{n}", n + 1
+            item = Item(item.source, item.member, image_id, item.label)
+        seen.add(image_id)
+        out.append(item)
+    return out
+
+
+def scan(paths: list[str]) -> tuple[list[Source], list[Item], list[tuple[str, str]]]:
+    """All sources -> (sources, items with pack-wide unique ids, rejects)."""
+    if not paths:
+        raise DataError("no source given: name at least one folder or .zip to pack")
+    sources, items, rejects = [], [], []
+    for index, path in enumerate(paths):
+        source, found, bad = scan_source(path, index)
+        sources.append(source)
+        items.extend(found)
+        rejects.extend(bad)
+    return sources, _unique_ids(items), rejects
+
+
+def display_path(source: Source, item: Item) -> str:
+    return f"{source.path}/{item.member}"
+
+
+class Reader:
+    """Reads item bytes; keeps one open ZipFile per archive (workers each own one Reader)."""
+
+    def __init__(self, sources: list[tuple[str, str]]):
+        self._sources = sources  # (path, kind) per source index
+        self._zips: dict[int, zipfile.ZipFile] = {}
+
+    def path(self, source: int) -> str:
+        return self._sources[source][0]
+
+    def read(self, source: int, member: str) -> bytes:
+        path, kind = self._sources[source]
+        if kind == "dir":
+            with open(os.path.join(path, member), "rb") as f:
+                return f.read()
+        if source not in self._zips:
+            self._zips[source] = zipfile.ZipFile(path)
+        return self._zips[source].read(member)

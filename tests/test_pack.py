@@ -1,0 +1,358 @@
+"""pack + inspect end to end: layouts, bad files, conversions, duplicates, leakage, split stability,
+plain-tf.data interop, idempotent and resumed packs, bad-input errors and checksum verification."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+from typer.testing import CliRunner
+
+import catdog
+import catdog.cli
+import catdog.data.pack as pack_lib
+from catdog.data.pack import inspect, pack, parse_size
+from catdog.errors import ConfigError, DataError
+from conftest import make_image
+from test_imagecheck import CONVERSIONS, png_header_only
+
+catdog.cli._register_commands()
+RUNNER = CliRunner()
+
+# The feature spec written out by hand (as a user without catdog would), not imported from catdog.
+PLAIN_FEATURES = {
+    "image/encoded": tf.io.FixedLenFeature([], tf.string),
+    "image/height": tf.io.FixedLenFeature([], tf.int64),
+    "image/width": tf.io.FixedLenFeature([], tf.int64),
+    "image/class/label": tf.io.FixedLenFeature([], tf.int64),
+    "image/class/text": tf.io.FixedLenFeature([], tf.string),
+    "image/id": tf.io.FixedLenFeature([], tf.string),
+    "image/sha256": tf.io.FixedLenFeature([], tf.string),
+    "image/converted_from": tf.io.FixedLenFeature([], tf.string),
+}
+
+
+def read_plain(out: Path, split: str) -> list[dict]:
+    """Every record of a split via plain tf.data + parse_single_example + decode_jpeg (no catdog code)."""
+    files = sorted(str(p) for p in out.glob(f"{split}-*-of-*.tfrecord"))
+    rows = []
+    for raw in tf.data.TFRecordDataset(files):
+        ex = tf.io.parse_single_example(raw, PLAIN_FEATURES)
+        pixels = tf.io.decode_jpeg(ex["image/encoded"])
+        assert pixels.shape == (ex["image/height"], ex["image/width"], 3)
+        rows.append({"id": ex["image/id"].numpy().decode(), "label": int(ex["image/class/label"]),
+                     "text": ex["image/class/text"].numpy().decode(), "sha256": ex["image/sha256"].numpy().decode(),
+                     "converted_from": ex["image/converted_from"].numpy().decode(), "shape": tuple(pixels.shape)})
+    return rows
+
+
+def photo(path: Path, seed: int, size=(64, 48), quality: int = 92) -> Path:
+    """A small smooth random 'photo' (its perceptual hash is stable under re-encoding, unlike pure noise)."""
+    rng = np.random.default_rng(seed)
+    grid = Image.fromarray(rng.integers(0, 256, (6, 6, 3)).astype(np.uint8)).resize(size, Image.BICUBIC)
+    pixels = np.clip(np.asarray(grid, np.float32) + rng.normal(0, 2, (size[1], size[0], 3)), 0, 255)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels.astype(np.uint8)).save(path, format="JPEG", quality=quality)
+    return path
+
+
+def near_copy(src: Path, dst: Path) -> None:
+    """Resized and re-encoded: other bytes, same photo."""
+    Image.open(src).resize((96, 72)).save(dst, quality=80)
+
+
+def flat_tree(root: Path, n: int = 6, start: int = 1, seed: int = 0) -> Path:
+    for i in range(start, start + n):
+        make_image(root / f"cat.{i}.jpg", (200, 60, 40), size=(32, 32), seed=seed + i)
+        make_image(root / f"dog.{i}.jpg", (40, 60, 200), size=(32, 32), seed=seed + 1000 + i)
+    return root
+
+
+def quick(sources, out, **kw):
+    kw.setdefault("workers", 1)
+    kw.setdefault("progress", False)
+    return pack(sources if isinstance(sources, list) else [sources], out, **kw)
+
+
+def shard_shas(manifest: dict) -> dict[str, str]:
+    return {s["file"]: s["sha256"] for info in manifest["splits"].values() for s in info["shards"]}
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _zip_dir(src: Path, archive: Path, top: str = "") -> Path:
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in sorted(src.rglob("*")):
+            if p.is_file():
+                zf.write(p, top + p.relative_to(src).as_posix())
+    return archive
+
+
+def test_every_layout_dir_and_zip_in_one_pack(tmp_path):
+    flat = flat_tree(tmp_path / "flat", n=3)
+    classes = tmp_path / "classes"
+    for i in range(3):
+        make_image(classes / "bird" / f"b{i}.jpg", (60, 200, 60), size=(32, 32), seed=300 + i)
+    numbered = tmp_path / "test1"
+    for i in range(1, 4):
+        make_image(numbered / f"{i}.jpg", (128, 128, 128), size=(32, 32), seed=400 + i)
+    zflat = _zip_dir(flat_tree(tmp_path / "zf", n=2, start=10, seed=500), tmp_path / "train.zip", top="train/")
+    zcls = tmp_path / "zc"
+    make_image(zcls / "cat" / "z1.png", (200, 60, 40), size=(32, 32), seed=600, fmt="PNG")
+    make_image(zcls / "dog" / "z2.jpg", (40, 60, 200), size=(32, 32), seed=601)
+    zclasses = _zip_dir(zcls, tmp_path / "classes.zip")
+    znum = tmp_path / "zn"
+    make_image(znum / "77.jpg", (10, 10, 10), size=(32, 32), seed=700)
+    znumbered = _zip_dir(znum, tmp_path / "test1.zip", top="test1/")
+
+    out = tmp_path / "out"
+    m = quick([flat, classes, numbered, zflat, zclasses, znumbered], out)
+    assert m["classes"] == ["bird", "cat", "dog"]
+    assert [(Path(s["path"]).name, s["layout"], s["num_files"]) for s in m["sources"]] == [
+        ("flat", "flat", 6), ("classes", "classes", 3), ("test1", "numbered", 3), ("train.zip", "flat", 4),
+        ("classes.zip", "classes", 2), ("test1.zip", "numbered", 1)]
+    labeled = read_plain(out, "train") + read_plain(out, "val")
+    test = read_plain(out, "test")
+    assert sorted(r["id"] for r in test) == ["1", "2", "3", "77"]
+    assert all(r["label"] == -1 and r["text"] == "" for r in test)
+    by_id = {r["id"]: r for r in labeled}
+    assert sorted(by_id) == sorted(["bird/b0", "bird/b1", "bird/b2", "cat/z1", "dog/z2"]
+                                   + [f"{c}.{i}" for c in ("cat", "dog") for i in (1, 2, 3, 10, 11)])
+    assert all(m["classes"][r["label"]] == r["text"] == r["id"].replace("/", ".").split(".")[0] for r in labeled)
+    assert by_id["cat/z1"]["converted_from"] == "png" and m["converted"] == {"count": 1, "by_format": {"png": 1}}
+    for split in ("train", "val", "test"):
+        info = m["splits"][split]
+        assert info["num_examples"] == len(read_plain(out, split)) == sum(s["num_examples"] for s in info["shards"])
+    assert sum(m["splits"][s]["class_counts"]["cat"] for s in ("train", "val")) == 6
+    assert json.loads((out / "manifest.json").read_text()) == m
+    assert not (out / pack_lib.PARTIAL_DIR).exists()
+
+
+def test_bad_files_are_rejected_with_reasons_and_never_abort(tmp_path):
+    src = flat_tree(tmp_path / "train", n=3)
+    (src / "cat.90.jpg").write_bytes(b"")
+    good = (src / "cat.1.jpg").read_bytes()
+    (src / "cat.91.jpg").write_bytes(good[: len(good) // 2])
+    (src / "dog.92.jpg").write_text("this is a text file renamed to .jpg\n")
+    (src / "dog.93.png").write_bytes(png_header_only(100_000, 100_000))
+    make_image(src / "dog.94.jpg", (40, 60, 200), size=(80, 80), seed=9)  # real, but above --max-pixels below
+    (src / "notes.txt").write_text("stray file")
+    out = tmp_path / "out"
+    m = quick(src, out, max_pixels=2000)
+    assert m["rejected"] == {"count": 6, "file": "rejected.csv", "by_reason": {
+        "empty-file": 1, "not-an-image": 1, "too-many-pixels": 2, "truncated": 1, "unrecognised-name": 1}}
+    rows = {Path(r["path"]).name: r["reason"] for r in read_csv(out / "rejected.csv")}
+    assert rows == {"cat.90.jpg": "empty-file", "cat.91.jpg": "truncated", "dog.92.jpg": "not-an-image",
+                    "dog.93.png": "too-many-pixels", "dog.94.jpg": "too-many-pixels", "notes.txt": "unrecognised-name"}
+    assert m["splits"]["train"]["num_examples"] + m["splits"]["val"]["num_examples"] == 6
+
+
+def test_conversions_are_recorded_and_decode_as_rgb_jpeg(tmp_path):
+    src = tmp_path / "src"
+    for i, (kind, make) in enumerate(sorted(CONVERSIONS.items())):
+        path = src / ("cat" if i % 2 else "dog") / f"{kind}.img"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(make())
+    out = tmp_path / "out"
+    m = quick(src, out, val_fraction=0.0)
+    assert m["converted"] == {"count": 8, "by_format": {"bmp": 1, "gif": 1, "jpeg-cmyk": 1, "jpeg-l": 1,
+                                                         "png": 3, "webp": 1}}
+    rows = read_plain(out, "train")
+    assert len(rows) == 8 and all(r["shape"] == (40, 48, 3) for r in rows)
+    assert {r["id"].split("/")[1]: r["converted_from"] for r in rows}["jpeg-cmyk"] == "jpeg-cmyk"
+    for r in rows:  # sha256 is of the ORIGINAL file
+        assert r["sha256"] == hashlib.sha256((src / f"{r['id']}.img").read_bytes()).hexdigest()
+
+
+def test_duplicates_conflicts_near_duplicates_and_leakage(tmp_path):
+    train, test = tmp_path / "train", tmp_path / "test1"
+    for i in range(1, 7):
+        photo(train / f"cat.{i}.jpg", seed=i)
+        photo(train / f"dog.{i}.jpg", seed=100 + i)
+    shutil.copy(train / "cat.1.jpg", train / "cat.50.jpg")  # exact duplicate
+    shutil.copy(train / "cat.2.jpg", train / "dog.50.jpg")  # same bytes, other label
+    near_copy(train / "dog.3.jpg", train / "dog.51.jpg")
+    photo(test / "1.jpg", seed=900)
+    shutil.copy(train / "cat.4.jpg", test / "2.jpg")  # the same photo in train/val and test
+    near_copy(train / "dog.5.jpg", test / "3.jpg")
+    out = tmp_path / "out"
+    m = quick([train, test], out)
+    assert m["duplicates"] == {"exact": 1, "near": 2, "label_conflicts": 1, "file": "duplicates.csv"}
+    dups = {(r["kind"], Path(r["kept"]).name, Path(r["duplicate"]).name) for r in read_csv(out / "duplicates.csv")}
+    assert dups == {("exact", "cat.1.jpg", "cat.50.jpg"), ("label-conflict", "cat.2.jpg", "dog.50.jpg"),
+                    ("near", "dog.3.jpg", "dog.51.jpg"), ("near", "dog.5.jpg", "3.jpg")}
+    assert m["leakage"]["count"] == 2
+    leaks = {(r["kind"], Path(r["labeled"]).name, Path(r["test"]).name) for r in read_csv(out / "leakage.csv")}
+    assert leaks == {("exact", "cat.4.jpg", "2.jpg"), ("near", "dog.5.jpg", "3.jpg")}
+    labeled_ids = {r["id"] for s in ("train", "val") for r in read_plain(out, s)}
+    assert "cat.50" not in labeled_ids and "dog.50" not in labeled_ids and "dog.51" in labeled_ids
+    assert m["splits"]["test"]["num_examples"] == 3  # leaked test images are reported, not dropped
+
+
+def test_split_is_stable_when_files_are_added(tmp_path):
+    src = flat_tree(tmp_path / "train", n=15)
+    quick(src, tmp_path / "a")
+    flat_tree(src, n=10, start=100)
+    m = quick(src, tmp_path / "b")
+    before = {r["id"]: s for s in ("train", "val") for r in read_plain(tmp_path / "a", s)}
+    after = {r["id"]: s for s in ("train", "val") for r in read_plain(tmp_path / "b", s)}
+    assert len(before) == 30 and len(after) == 50
+    assert {i: after[i] for i in before} == before
+    assert m["splits"]["val"]["num_examples"] > 0 and m["splits"]["train"]["num_examples"] > 0
+
+
+def test_rerun_is_idempotent_and_packs_are_reproducible(tmp_path):
+    src = flat_tree(tmp_path / "train", n=8)
+    first = quick(src, tmp_path / "a", shard_size=4000)
+    assert sum(len(v["shards"]) for v in first["splits"].values()) > 2
+    again = quick(src, tmp_path / "a", shard_size=4000)
+    other = quick(src, tmp_path / "b", shard_size=4000)
+    assert shard_shas(again) == shard_shas(first) == shard_shas(other)
+    assert inspect(tmp_path / "b") == (other, [])
+
+
+def test_interrupted_pack_is_finished_by_rerunning(tmp_path, monkeypatch):
+    src = flat_tree(tmp_path / "train", n=8)
+    reference = quick(src, tmp_path / "ref", shard_size=3000)
+    total = sum(len(v["shards"]) for v in reference["splits"].values())
+    assert total >= 4
+    real_write, calls = pack_lib._write_shard, []
+
+    def crash_on_third(spec):
+        calls.append(spec["file"])
+        if len(calls) == 3:
+            with open(spec["path"] + ".tmp", "wb") as f:  # a half-written temp file, as a kill would leave
+                f.write(b"partial")
+            raise KeyboardInterrupt
+        return real_write(spec)
+
+    monkeypatch.setattr(pack_lib, "_write_shard", crash_on_third)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        quick(src, out, shard_size=3000)
+    assert not (out / "manifest.json").exists()  # no manifest claims anything
+    assert len(list(out.glob("*.tfrecord"))) == 2  # only complete shards carry a final name
+    calls.clear()
+    monkeypatch.setattr(pack_lib, "_write_shard", real_write)
+    monkeypatch.setattr(pack_lib, "_write_shard", lambda spec: calls.append(spec["file"]) or real_write(spec))
+    resumed = quick(src, out, shard_size=3000)
+    assert len(calls) == total - 2  # the two finished shards were skipped
+    assert shard_shas(resumed) == shard_shas(reference)
+    assert inspect(out)[1] == []
+    # a pack whose manifest and one shard were lost: re-running restores exactly the same pack
+    (out / "manifest.json").unlink()
+    next(out.glob("train-*.tfrecord")).unlink()
+    assert shard_shas(quick(src, out, shard_size=3000)) == shard_shas(reference)
+    assert not list(out.glob("*.tmp")) and not (out / pack_lib.PARTIAL_DIR).exists()
+
+
+def test_output_holding_a_different_pack_is_refused_unless_overwrite(tmp_path):
+    a = flat_tree(tmp_path / "a", n=3)
+    b = flat_tree(tmp_path / "b", n=4, seed=50)
+    out = tmp_path / "out"
+    first = quick(a, out)
+    with pytest.raises(DataError, match=f"^{out}: holds a different pack .*use --overwrite or another --out$"):
+        quick(b, out)
+    with pytest.raises(DataError, match="holds a different pack"):
+        quick(a, out, seed=1)  # same files, other options: also a different pack
+    assert inspect(out) == (first, [])  # untouched
+    second = quick(b, out, overwrite=True)
+    assert second["splits"]["train"]["num_examples"] + second["splits"]["val"]["num_examples"] == 8
+    assert set(p.name for p in out.glob("*.tfrecord")) == set(shard_shas(second))
+
+
+def test_options_are_validated():
+    assert parse_size("128MB") == 128 * 2**20 and parse_size("1GB") == 2**30 and parse_size("5000") == 5000
+    assert parse_size("64mb") == parse_size("64MiB") == 64 * 2**20
+    with pytest.raises(ConfigError, match="--shard-size"):
+        parse_size("lots")
+    with pytest.raises(ConfigError, match="--val-fraction"):
+        pack(["x"], "y", val_fraction=1.0)
+
+
+def test_library_export_is_lazy():
+    assert callable(catdog.pack)
+
+
+def test_parallel_workers_write_the_same_shards(tmp_path):
+    src = flat_tree(tmp_path / "train", n=40)  # 80 images: enough chunks to use 2 spawned workers
+    one = quick(src, tmp_path / "one", shard_size=20_000)
+    two = quick(src, tmp_path / "two", shard_size=20_000, workers=2)
+    assert shard_shas(one) == shard_shas(two)
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def test_cli_pack_prints_summary_and_inspect_verifies(tmp_path):
+    src = flat_tree(tmp_path / "train", n=4)
+    (src / "cat.99.jpg").write_bytes(b"")
+    out = tmp_path / "out"
+    result = RUNNER.invoke(catdog.cli.app, ["pack", str(src), "--out", str(out), "--workers", "1",
+                                            "--shard-size", "3KB"])
+    assert result.exit_code == 0, result.output
+    assert "rejected   1 (empty-file: 1)" in result.output and "images/s" in result.output
+    result = RUNNER.invoke(catdog.cli.app, ["inspect", str(out)])
+    assert result.exit_code == 0 and "all shards intact" in result.output
+    shard = sorted(out.glob("train-*.tfrecord"))[0]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    result = RUNNER.invoke(catdog.cli.app, ["inspect", str(out)])
+    assert result.exit_code == 1
+    assert f"error: {shard}: checksum mismatch" in result.output
+    assert RUNNER.invoke(catdog.cli.app, ["inspect", str(out), "--no-verify"]).exit_code == 0
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "unlabeled", "different-pack", "not-a-pack"])
+def test_cli_bad_input_is_one_line_naming_the_path(tmp_path, case):
+    target = tmp_path / case
+    args = ["pack", str(target), "--out", str(tmp_path / "out"), "--workers", "1"]
+    if case == "empty":
+        target.mkdir()
+    elif case == "unlabeled":
+        for name in ("IMG_001x.jpg", "holiday.jpg"):
+            make_image(target / name, (1, 2, 3), size=(16, 16))
+    elif case == "different-pack":
+        quick(flat_tree(tmp_path / "a", n=2), tmp_path / "out")
+        target = tmp_path / "out"
+        args = ["pack", str(flat_tree(tmp_path / "b", n=3, seed=9)), "--out", str(target), "--workers", "1"]
+    elif case == "not-a-pack":
+        target.mkdir()
+        args = ["inspect", str(target)]
+    result = RUNNER.invoke(catdog.cli.app, args)
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(target) in lines[0], result.output
+
+
+# ------------------------------------------------------------------ real photos
+
+
+@pytest.mark.slow
+def test_pack_real_kaggle_train_folder(shared_dir, tmp_path):
+    src = shared_dir / "data" / "dogs-vs-cats" / "train"
+    m = pack([src], tmp_path / "out", workers=2, progress=False)
+    train, val = m["splits"]["train"], m["splits"]["val"]
+    assert m["classes"] == ["cat", "dog"] and m["rejected"]["count"] == 0 and m["converted"]["count"] == 0
+    for c in ("cat", "dog"):
+        assert train["class_counts"][c] + val["class_counts"][c] == 2500
+        assert 0.16 < val["class_counts"][c] / 2500 < 0.24
+    assert train["num_examples"] + val["num_examples"] == 5000 and m["splits"]["test"]["num_examples"] == 0
+    assert m["duplicates"]["exact"] == 0 and m["duplicates"]["near"] >= 2  # dog.980/1273 and dog.74/180
+    near = {frozenset((Path(r["kept"]).name, Path(r["duplicate"]).name)) for r in read_csv(tmp_path / "out" / "duplicates.csv")}
+    assert frozenset(("dog.980.jpg", "dog.1273.jpg")) in near and frozenset(("dog.74.jpg", "dog.180.jpg")) in near
+    shard_bytes = train["num_bytes"] + val["num_bytes"]
+    assert shard_bytes / m["stats"]["source_bytes"] <= 1.02
+    assert inspect(tmp_path / "out")[1] == []
