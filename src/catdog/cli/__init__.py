@@ -9,7 +9,6 @@ keeps its traceback.
 from __future__ import annotations
 
 import functools
-import os
 import sys
 
 import typer
@@ -48,8 +47,10 @@ def handle_errors(fn):
 
 
 def _quiet_tensorflow() -> None:
-    # TensorFlow's C++ start-up chatter hides catdog's own output; users can override.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Import TensorFlow up front without its C++ banner, unless only --help was asked for."""
+    args = sys.argv[1:]
+    if args and not any(a in ("--help", "-h") for a in args):
+        import catdog._tf  # noqa: F401
 
 
 def _register_commands() -> None:

@@ -1,0 +1,92 @@
+"""Upload -> model input. Pillow reads only the header, so non-images and absurd dimensions are refused
+before any pixel is decoded; the pixels are then decoded and resized by
+`catdog.data.decode.decode_and_resize`, the same function training used, so serve cannot drift from it.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import re
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image, UnidentifiedImageError
+
+from catdog.data.decode import as_size, decode_and_resize
+from catdog.errors import DataError
+
+# Pillow's name -> what the shared decoder reads it as (MPO = the multi-picture JPEGs many cameras write).
+ALLOWED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "GIF": "GIF", "BMP": "BMP", "WEBP": "WebP"}
+_ALLOWED_TEXT = "JPEG, PNG, GIF, BMP, WebP"
+
+
+class RejectedImage(DataError):
+    """One upload cannot be classified; `status` is the HTTP status the server answers with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def check_header(data: bytes, max_pixels: int) -> tuple[str, int, int]:
+    """Encoded bytes -> (format, width, height) from the header alone; raise RejectedImage when unusable."""
+    if not data:
+        raise RejectedImage(400, "the upload is empty")
+    try:
+        with Image.open(io.BytesIO(data)) as image:  # lazy: parses the header, decodes no pixels
+            fmt, (width, height) = image.format, image.size
+    except Image.DecompressionBombError as e:  # Pillow's own guard fires first for truly absurd headers
+        raise RejectedImage(
+            422, f"image dimensions are absurd (over {2 * Image.MAX_IMAGE_PIXELS:,} pixels); "
+            f"the limit is {max_pixels:,} pixels"
+        ) from e
+    except UnidentifiedImageError as e:
+        raise RejectedImage(415, f"not an image (allowed formats: {_ALLOWED_TEXT})") from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise RejectedImage(400, f"cannot read the image header: {e}") from e
+    if fmt not in ALLOWED_FORMATS:
+        raise RejectedImage(415, f"unsupported image format {fmt}; allowed formats: {_ALLOWED_TEXT}")
+    if width < 1 or height < 1 or width * height > max_pixels:
+        raise RejectedImage(
+            422, f"image is {width}x{height} ({width * height:,} pixels); the limit is {max_pixels:,} pixels"
+        )
+    return fmt, width, height
+
+
+@functools.cache
+def _traced_decoder(image_size: tuple[int, int], mode: str):
+    """One traced graph per (size, mode), shared by every app in the process."""
+    return tf.function(lambda encoded: decode_and_resize(encoded, image_size, mode),
+                       input_signature=[tf.TensorSpec([], tf.string)])
+
+
+class Decoder:
+    """Encoded bytes -> float32 (H, W, 3) in 0..255 through the shared decode function, traced once."""
+
+    def __init__(self, image_size, resize: str = "squash", max_pixels: int = 50_000_000):
+        self.image_size = as_size(image_size)
+        self.resize = resize
+        self.max_pixels = int(max_pixels)
+        self._decode = _traced_decoder(self.image_size, resize)
+
+    def __call__(self, data: bytes) -> np.ndarray:
+        check_header(data, self.max_pixels)
+        try:
+            return self._decode(tf.constant(data)).numpy()
+        except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as e:
+            raise RejectedImage(400, f"cannot decode the image: {_reason(e)}") from e
+
+    def warm_up(self) -> None:
+        """Trace the decoder on a tiny JPEG and PNG, so the first real request does not pay for it."""
+        pixels = np.zeros((8, 8, 3), np.uint8)
+        for fmt in ("JPEG", "PNG"):
+            buffer = io.BytesIO()
+            Image.fromarray(pixels).save(buffer, format=fmt)
+            self(buffer.getvalue())
+
+
+def _reason(error: tf.errors.OpError) -> str:
+    """TF's first message line without its graph-node prefix: 'jpeg::Uncompress failed. Invalid JPEG data ...'."""
+    lines = (error.message or "").strip().splitlines() or [type(error).__name__]
+    return re.sub(r"\{\{[^}]*\}\}", "", lines[0]).strip() or type(error).__name__

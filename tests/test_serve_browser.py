@@ -1,0 +1,109 @@
+"""catdog serve end to end: a real uvicorn server on loopback and Debian's headless Chromium driven by Playwright.
+
+Playwright never downloads a browser here: it launches /usr/bin/chromium, and the test skips where that is
+absent (a user's machine; .ci/run installs it).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (/usr/bin/chromium)"),
+]
+
+
+class ColourPredictor:
+    """P(dog) = blue / (red + blue): a bluish photo is a dog; no model needed."""
+
+    classes = ["cat", "dog"]
+    image_size = (32, 32)
+    resize = "squash"
+    name = "colour-test"
+    info = {"backbone": "none", "version": "test"}
+
+    def __init__(self):
+        self.seen = 0
+
+    def predict_images(self, images: np.ndarray) -> np.ndarray:
+        self.seen += len(images)
+        red, blue = images[..., 0].mean(axis=(1, 2)), images[..., 2].mean(axis=(1, 2))
+        p = blue / (red + blue + 1e-9)
+        return np.stack([1 - p, p], axis=1)
+
+
+@pytest.fixture
+def server():
+    """A real uvicorn server on a free loopback port, in a thread; yields (url, predictor)."""
+    import uvicorn
+
+    from catdog.serve import create_app
+
+    predictor = ColourPredictor()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(predictor), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/", predictor
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def test_page_shows_label_for_uploaded_photo_and_rejects_non_image(server, tmp_path):
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+
+    url, predictor = server
+    photo = tmp_path / "blue-dog.jpg"
+    Image.new("RGB", (64, 48), (30, 60, 210)).save(photo, format="JPEG", quality=95)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo")
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            page.wait_for_function("document.getElementById('limits').textContent.length > 0", timeout=15_000)
+            assert "colour-test" in page.inner_text("#model")
+
+            page.set_input_files("#file-input", [str(photo), str(notes)])
+            page.wait_for_selector(".card[data-state=done]", timeout=15_000)
+            page.wait_for_selector(".card[data-state=error]", timeout=15_000)
+
+            done = page.locator(".card[data-state=done]")
+            assert done.locator(".name").inner_text() == "blue-dog.jpg"
+            assert done.locator(".label").inner_text() == "dog"
+            dog_bar = done.locator(".row[data-class=dog] .bar")
+            assert float(dog_bar.get_attribute("aria-valuenow")) == pytest.approx(210 / 240, abs=0.03)
+            assert page.locator(".card[data-state=done] .row").count() == 2
+
+            rejected = page.locator(".card[data-state=error]")
+            assert rejected.locator(".name").inner_text() == "notes.txt"
+            message = rejected.locator(".message").inner_text()
+            assert "not an image" in message and "415" in message
+            assert "1 classified, 1 rejected" in page.inner_text("#summary")
+        finally:
+            browser.close()
+    assert predictor.seen == 1 + 1  # the start-up warm-up, then the photo
