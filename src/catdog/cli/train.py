@@ -1,0 +1,109 @@
+"""`catdog train`: parse options -> TrainConfig -> catdog.train.train -> print the summary line.
+
+Every option defaults to None ("not given"), so a fresh run takes TrainConfig's defaults and `--resume`
+can tell which options were given and must match the run's config.json.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from catdog.cli import app, handle_errors
+
+
+def _unfreeze(value: str | None):
+    """"20" -> top 20 layers; "0.2" -> that fraction of the backbone's layers."""
+    if value is None:
+        return None
+    from catdog.errors import ConfigError
+
+    try:
+        return float(value) if any(c in value for c in ".eE") else int(value)
+    except ValueError:
+        raise ConfigError(f"--unfreeze must be a layer count (e.g. 20) or a fraction (e.g. 0.2); got {value!r}") from None
+
+
+@app.command()
+@handle_errors
+def train(
+    packed: Annotated[Optional[Path], typer.Argument(help="Packed folder from `catdog pack` (train + val splits).")] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="Registry name (see --list-backbones) or a .keras model file. (default: efficientnetv2b0)")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="imagenet | none | PATH to a weights file. (default: imagenet; a model file's own)")] = None,
+    image_size: Annotated[Optional[int], typer.Option(help="Input size in pixels. (default: the backbone's native size)")] = None,
+    resize: Annotated[Optional[str], typer.Option(help="squash | crop | pad. (default: squash)")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Phase-1 epochs (frozen backbone). (default: 10)")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="(default: 32)")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Phase-1 learning rate. (default: 1e-3)")] = None,
+    schedule: Annotated[Optional[str], typer.Option(help="cosine | constant. (default: cosine)")] = None,
+    fine_tune_epochs: Annotated[Optional[int], typer.Option(help="Phase-2 epochs (unfrozen top of the backbone). (default: 0)")] = None,
+    unfreeze: Annotated[Optional[str], typer.Option(help="Phase 2: top N layers, or a fraction like 0.2. (default: 0.2)")] = None,
+    fine_tune_lr: Annotated[Optional[float], typer.Option(help="Phase-2 learning rate. (default: 1e-5)")] = None,
+    dropout: Annotated[Optional[float], typer.Option(help="Dropout before the dense head. (default: 0.2)")] = None,
+    l2: Annotated[Optional[float], typer.Option(help="L2 penalty on the head kernel. (default: 1e-4)")] = None,
+    class_weights: Annotated[Optional[str], typer.Option(help="auto | balanced | none. (default: auto)")] = None,
+    cache: Annotated[Optional[bool], typer.Option("--cache/--no-cache", help="Phase 1 on cached backbone features. (default: cache)")] = None,
+    cache_views: Annotated[Optional[int], typer.Option(help="Augmented views per training image in the cache. (default: 0)")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Feature cache folder. (default: ~/.cache/catdog/features)")] = None,
+    flip: Annotated[Optional[bool], typer.Option("--flip/--no-flip", help="Random left-right flip. (default: flip)")] = None,
+    brightness: Annotated[Optional[float], typer.Option(help="Brightness jitter (fraction of 255), 0 = off. (default: 0.1)")] = None,
+    contrast: Annotated[Optional[float], typer.Option(help="Contrast jitter, 0 = off. (default: 0.1)")] = None,
+    saturation: Annotated[Optional[float], typer.Option(help="Saturation jitter, 0 = off. (default: 0.1)")] = None,
+    hue: Annotated[Optional[float], typer.Option(help="Hue jitter (fraction of the wheel), 0 = off. (default: 0.02)")] = None,
+    crop_scale: Annotated[Optional[float], typer.Option(help="Random resized crop min area, 1 = off. (default: 0.7)")] = None,
+    runs_dir: Annotated[Optional[Path], typer.Option(help="Where run folders go. (default: runs)")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run folder name. (default: <backbone>-<timestamp>)")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for shuffling, head init, augmentation. (default: 42)")] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience in epochs (0 = off). (default: 3)")] = None,
+    monitor: Annotated[Optional[str], typer.Option(help="val_log_loss | val_loss | val_accuracy. (default: val_log_loss)")] = None,
+    mixed_precision: Annotated[Optional[str], typer.Option(help="auto (on with a GPU) | on | off. (default: auto)")] = None,
+    xla: Annotated[Optional[bool], typer.Option("--xla/--no-xla", help="XLA-compile the train step. (default: no-xla)")] = None,
+    profile: Annotated[Optional[bool], typer.Option("--profile/--no-profile", help="Profiler trace of a few steps into tensorboard/. (default: off)")] = None,
+    strategy: Annotated[Optional[str], typer.Option(help="tf.distribute strategy: auto | mirrored | multiworker | none. (default: auto)")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run folder from its last epoch.")] = None,
+    list_backbones: Annotated[bool, typer.Option("--list-backbones", help="Print the registered backbones and exit.")] = False,
+) -> None:
+    """Train a classifier: frozen backbone on cached features, then optional fine-tuning; writes runs/<name>/."""
+    if list_backbones:
+        from catdog.model.registry import get_backbone, list_backbones as names
+
+        for n in names():
+            entry = get_backbone(n)
+            typer.echo(f"{n:18s} size {entry.default_size:4d}  min {entry.min_size:3d}  features {entry.feature_dim:5d}"
+                       f"  weights {entry.default_weights}")
+        return
+    import json
+
+    from catdog.errors import ConfigError
+    from catdog.train import TrainConfig, train as run_training
+
+    given = {
+        "backbone": backbone, "weights": weights, "image_size": image_size, "resize": resize, "epochs": epochs,
+        "batch_size": batch_size, "lr": lr, "schedule": schedule, "fine_tune_epochs": fine_tune_epochs,
+        "unfreeze": _unfreeze(unfreeze), "fine_tune_lr": fine_tune_lr, "dropout": dropout, "l2": l2,
+        "class_weights": class_weights, "cache": cache, "cache_views": cache_views,
+        "cache_dir": str(cache_dir) if cache_dir else None, "flip": flip, "brightness": brightness,
+        "contrast": contrast, "saturation": saturation, "hue": hue, "crop_scale": crop_scale,
+        "runs_dir": str(runs_dir) if runs_dir else None, "name": name, "seed": seed, "patience": patience,
+        "monitor": monitor, "mixed_precision": mixed_precision, "xla": xla, "profile": profile, "strategy": strategy,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if resume is not None:
+        config_path = resume / "config.json"
+        if not config_path.is_file():
+            raise ConfigError(f"--resume {resume}: not a catdog run folder (no config.json)")
+        stored = json.loads(config_path.read_text())
+        if packed is not None:
+            given["data"] = str(packed)
+        config = TrainConfig.from_run_config({**stored, **given}) if given else None
+    else:
+        if packed is None:
+            raise ConfigError("missing PACKED folder (or --resume RUN_DIR)")
+        config = TrainConfig.from_dict({"data": str(packed), **given})
+    run_dir = run_training(config, resume=resume)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    typer.echo(f"best val accuracy {summary['val_accuracy']:.4f}, val log loss {summary['val_log_loss']:.4f} "
+               f"(calibrated {summary['val_log_loss_calibrated']:.4f}), epoch {summary['best_epoch']} "
+               f"-> {run_dir}")

@@ -1,0 +1,105 @@
+"""Backbone registry: one name -> one small declarative entry (timm's `register_model`, with catdog's data
+settings attached, so the image size and preprocessing come from the backbone, never from a second flag).
+
+A backbone builder returns a Keras model that takes raw RGB float32 0..255 (preprocessing INSIDE the
+model) and returns a feature map (N, h, w, C) or pooled features (N, C). Any saved Keras model file
+(`*.keras`) can stand in for a registry name and is used as a frozen feature extractor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from catdog.errors import ConfigError, ModelError
+
+WEIGHT_CHOICES = ("imagenet", "none")  # or a path to a weights file
+
+
+@dataclass(frozen=True)
+class BackboneEntry:
+    """What catdog needs to know about a backbone besides how to build it."""
+
+    name: str  # registry name, or the model file path for file backbones
+    build: Callable  # (input_shape (h, w, 3), weights: None | "imagenet" | path) -> keras.Model
+    default_size: int  # the native training resolution
+    min_size: int  # smallest height/width the architecture accepts
+    feature_dim: int | None  # channels of the output; None = read from the model (file backbones)
+    weights_file: str | None = None  # file name Keras' get_file caches in ~/.keras/models for "imagenet"
+    from_scratch: bool = False  # trained end to end (no frozen phase, no feature cache), e.g. small-cnn
+    is_file: bool = False  # a saved .keras model used as a feature extractor
+
+    @property
+    def default_weights(self) -> str:
+        if self.is_file:
+            return "file"
+        return "none" if self.from_scratch or self.weights_file is None else "imagenet"
+
+
+_REGISTRY: dict[str, BackboneEntry] = {}
+
+
+def register_backbone(*, default_size: int, min_size: int, feature_dim: int, weights_file: str | None = None,
+                      from_scratch: bool = False, name: str | None = None):
+    """Decorator: the builder function's name (or `name=`) becomes the public backbone name."""
+
+    def wrap(fn: Callable) -> Callable:
+        key = name or fn.__name__
+        if key in _REGISTRY:
+            raise ValueError(f"backbone {key!r} registered twice")
+        _REGISTRY[key] = BackboneEntry(key, fn, default_size, min_size, feature_dim, weights_file, from_scratch)
+        return fn
+
+    return wrap
+
+
+def _ensure_loaded() -> None:
+    # Registration happens on import of the entries module; import lazily so that `registry` stays light.
+    import catdog.model.backbones  # noqa: F401
+
+
+def list_backbones() -> list[str]:
+    """Registered names, sorted (stable --help output and test ids)."""
+    _ensure_loaded()
+    return sorted(_REGISTRY)
+
+
+def is_model_file(name: str) -> bool:
+    return str(name).endswith((".keras", ".h5")) or os.sep in str(name) or Path(str(name)).is_file()
+
+
+def get_backbone(name: str) -> BackboneEntry:
+    """Registry entry for a name, or an entry wrapping a saved Keras model file."""
+    _ensure_loaded()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if is_model_file(name):
+        if not Path(name).is_file():
+            raise ConfigError(f"--backbone {name}: model file does not exist")
+        return BackboneEntry(str(name), _file_builder(str(name)), default_size=224, min_size=32,
+                             feature_dim=None, is_file=True)
+    raise ConfigError(f"unknown backbone {name!r}; valid: {', '.join(list_backbones())}, or a path to a .keras model")
+
+
+def _file_builder(path: str) -> Callable:
+    def build(input_shape, weights):
+        import keras
+
+        try:
+            model = keras.saving.load_model(path, compile=False)
+        except (OSError, ValueError, TypeError) as e:
+            raise ModelError(f"{path}: cannot load as a Keras model ({e})") from e
+        return model
+
+    return build
+
+
+def file_sha256(path: str, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
