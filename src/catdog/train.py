@@ -274,8 +274,30 @@ def build_models(cfg: TrainConfig, num_classes: int):
     if not entry.from_scratch:  # a pretrained feature extractor: frozen, and always in inference mode
         freeze(backbone)
         pin_inference_mode(backbone)
+    _synchronize_batch_norm(backbone)
     head = build_head(feature_dim(backbone), num_classes, dropout=cfg.dropout, l2=cfg.l2, seed=cfg.seed)
     return backbone, head, build_classifier(backbone, head, cfg.image_size)
+
+
+def _synchronize_batch_norm(model) -> None:
+    """Under several replicas, BatchNormalization that trains uses the statistics of the GLOBAL batch.
+
+    Keras 3 keeps a replica's moving mean/variance unsynchronised (aggregation "none"), so workers would end
+    with different moving statistics although their trainable weights agree; with synchronized=True every
+    replica computes the same moments (one all-reduce) and updates the same moving statistics. Layers pinned
+    to inference mode (frozen pretrained backbones) never update them and are unaffected.
+    """
+    import keras
+    import tensorflow as tf
+
+    if tf.distribute.get_strategy().num_replicas_in_sync == 1:
+        return
+    stack = list(model.layers)
+    while stack:
+        layer = stack.pop()
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
+        stack.extend(getattr(layer, "layers", []))
 
 
 def class_weights(cfg: TrainConfig, manifest: dict) -> dict[int, float] | None:
@@ -290,19 +312,37 @@ def class_weights(cfg: TrainConfig, manifest: dict) -> dict[int, float] | None:
     return {i: total / (len(counts) * c) for i, c in enumerate(counts)}
 
 
+def global_batch_size(cfg: TrainConfig) -> int:
+    """--batch-size is per replica; a step of the current tf.distribute strategy consumes this many images."""
+    import tensorflow as tf
+
+    return cfg.batch_size * tf.distribute.get_strategy().num_replicas_in_sync
+
+
 def image_dataset(cfg: TrainConfig, split: str, num_classes: int, *, training: bool, weights=None,
                   order_seed: int | None = None):
-    """The real tf.data pipeline: (images 0..255, labels[, sample weights]); augmented when training."""
+    """The real tf.data pipeline: (images 0..255, labels[, sample weights]); augmented when training.
+
+    Batches hold the GLOBAL batch (per-replica batch x replicas); under several workers the training
+    data is sharded by file (catdog.distribute.shard_options), so each worker reads only its shards.
+    """
     import tensorflow as tf
 
     from catdog.data import load
     from catdog.data.augment import build_augment
+    from catdog.data.manifest import read_manifest, shard_paths
+    from catdog.distribute import is_multiworker, shard_options
 
     augment = build_augment(cfg.augment_config()) if training else None
     # training repeats forever and fit counts steps_per_epoch: epochs stay aligned to the data without Keras
     # running out of a finite dataset of unknown length
-    ds = load(cfg.data, split, cfg.image_size, batch_size=cfg.batch_size, training=training, resize=cfg.resize,
-              augment=augment, seed=order_seed if order_seed is not None else cfg.seed, repeat=training)
+    ds = load(cfg.data, split, cfg.image_size, batch_size=global_batch_size(cfg), training=training,
+              resize=cfg.resize, augment=augment, seed=order_seed if order_seed is not None else cfg.seed,
+              repeat=training)
+    strategy = tf.distribute.get_strategy()
+    if is_multiworker(strategy):
+        num_files = len(shard_paths(cfg.data, read_manifest(cfg.data), split))
+        ds = ds.with_options(shard_options(num_files, strategy, training=training))
     to_labels = _labels_for(num_classes)
     table = tf.constant([weights[i] for i in range(num_classes)] if weights else [1.0] * num_classes, tf.float32)
 
@@ -590,9 +630,10 @@ def phase1_cached(cfg, run_dir, state, backbone, head, num_classes, weights, man
              cache_seconds)
 
     done = state["phase1"]["epochs_done"]
-    train_seq = cached_dataset(train_cache, cfg.batch_size, num_classes, shuffle=True, seed=cfg.seed,
-                               weights=weights, epoch=done)
-    val_seq = cached_dataset(val_cache, cfg.batch_size, num_classes, shuffle=False, seed=cfg.seed, views=1)
+    batch = global_batch_size(cfg)
+    train_seq = cached_dataset(train_cache, batch, num_classes, shuffle=True, seed=cfg.seed, weights=weights,
+                               epoch=done)
+    val_seq = cached_dataset(val_cache, batch, num_classes, shuffle=False, seed=cfg.seed, views=1)
     last_head = run_dir / "last_head.keras"
     if done and last_head.is_file():
         head = keras.saving.load_model(last_head)  # compiled, with the optimizer state of the last epoch
@@ -612,22 +653,35 @@ def phase1_cached(cfg, run_dir, state, backbone, head, num_classes, weights, man
 def phase_on_images(cfg, run_dir, state, phase, classifier, num_classes, weights, callbacks, *, peak_lr, epochs,
                     epoch_offset):
     """Train `classifier` on the real augmented pipeline (phase 1 without cache / from scratch, or phase 2)."""
+    import keras
+    import tensorflow as tf
+
     from catdog.data import num_examples
+    from catdog.distribute import is_multiworker
 
     done = state[f"phase{phase}"]["epochs_done"]
-    steps = math.ceil(num_examples(cfg.data, "train") / cfg.batch_size)
+    steps = math.ceil(num_examples(cfg.data, "train") / global_batch_size(cfg))
     if getattr(classifier, "optimizer", None) is None or not classifier.compiled:
         compile_model(classifier, learning_rate(cfg, peak_lr, steps * epochs), num_classes, jit_compile=cfg.xla)
     train_ds = image_dataset(cfg, "train", num_classes, training=True, weights=weights, order_seed=cfg.seed + done)
     val_ds = image_dataset(cfg, "val", num_classes, training=False)
     recorder = _make_recorder(run_dir, state, phase, cfg.monitor, cfg.patience, epoch_offset, run_dir / "last.keras",
                               run_dir / "best.keras", {}, {"include_optimizer": False})
+    # several workers: a restarted cluster resumes from the last epoch's weights + optimizer (each worker
+    # keeps its own backup, in its own write folder; fit removes it when it completes, so phase 2 may reuse
+    # the folder); before the recorder, so the weights are never behind state.json
+    multi = is_multiworker(tf.distribute.get_strategy())
+    backup = [keras.callbacks.BackupAndRestore(backup_dir=str(run_dir / "backup"))] if multi else []
     fit_start = time.perf_counter()
     classifier.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=done, steps_per_epoch=steps,
                    shuffle=False, verbose=_verbose(),
-                   callbacks=[recorder, _tensorboard(run_dir, phase, cfg.profile and phase == _profile_phase(
+                   callbacks=[*backup, recorder, _tensorboard(run_dir, phase, cfg.profile and phase == _profile_phase(
                        cfg, state["phase1"]["mode"] == "cached"), steps), *callbacks])
     state[f"phase{phase}"]["seconds"] += time.perf_counter() - fit_start
+    if multi:  # workers in sync end with equal weights: compare this line across the workers' logs
+        from catdog.distribute import weights_checksum
+
+        log.info("phase %d weights checksum %s", phase, weights_checksum(classifier))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -695,24 +749,33 @@ def train(config: TrainConfig | None = None, *, resume=None, callbacks=()) -> Pa
         callbacks: extra keras callbacks for every fit call (after catdog's own).
 
     Returns:
-        Path of the run folder (see the module docstring for its contents).
+        Path of the run folder (see the module docstring for its contents). Under several workers
+        (config.strategy multiworker) only the chief writes it; the others run the same steps in a
+        temporary folder (catdog.distribute.worker_write_dir), deleted when training completes, and
+        return that path. A named multi-worker run that is started again after an interruption resumes
+        by itself (state.json + keras.callbacks.BackupAndRestore).
     """
     import keras
 
+    from catdog import distribute
     from catdog.data import manifest as manifest_lib
 
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / "config.json").is_file() or not (run_dir / "state.json").is_file():
-            raise ConfigError(f"--resume {run_dir}: not a catdog run folder (needs config.json and state.json)")
-        stored = TrainConfig.from_run_config(json.loads((run_dir / "config.json").read_text()))
-        cfg = resolve(config) if config is not None else stored
-        check_resume_config(cfg, stored, run_dir)
-        cfg = dataclasses.replace(stored, profile=cfg.profile, cache_dir=cfg.cache_dir)
+        if not (run_dir / "config.json").is_file() and not distribute.is_chief():
+            run_dir = Path(distribute.worker_dir_for(str(run_dir)))  # this worker's own copy of the run
+        cfg = _resume_config(run_dir, config)
     else:
         if config is None:
             raise ConfigError("train needs a config (or resume=RUN_DIR)")
         cfg = resolve(config)
+    strategy = distribute.make_strategy(cfg.strategy)  # before any model or dataset exists
+    multi = distribute.is_multiworker(strategy)
+    if multi and resume is None and cfg.name:
+        mine = Path(distribute.worker_dir_for(str(Path(cfg.runs_dir) / cfg.name)))
+        if (mine / "state.json").is_file() and not json.loads((mine / "state.json").read_text()).get("complete"):
+            run_dir, resume = mine, mine  # a restarted worker: continue where the cluster stopped
+            cfg = _resume_config(run_dir, config)
     manifest = manifest_lib.read_manifest(cfg.data)
     for split in ("train", "val"):
         if manifest.get("splits", {}).get(split, {}).get("num_examples", 0) == 0:
@@ -732,16 +795,29 @@ def train(config: TrainConfig | None = None, *, resume=None, callbacks=()) -> Pa
         if mixed:
             keras.mixed_precision.set_global_policy("mixed_float16")
         keras.utils.set_random_seed(cfg.seed)
-        models = build_models(cfg, num_classes)  # before the run folder exists: a backbone that fails writes nothing
-        run_dir = run_dir if resume is not None else _new_run_dir(cfg)
+        with strategy.scope():  # model, optimizer and metrics (also those loaded from checkpoints) are distributed
+            models = build_models(cfg, num_classes)  # before the run folder exists: a failing backbone writes nothing
+        chief = distribute.is_chief()
+        if resume is None:
+            run_dir = _new_run_dir(cfg) if chief or not multi else _worker_run_dir(cfg)
         handlers = _attach_log(run_dir)
         state = RunState(run_dir)
         if resume is not None:
             done = state["phase1"]["epochs_done"] + state["phase2"]["epochs_done"]
             _trim_csv(run_dir / "metrics.csv", done)
             log.info("resuming %s after %d recorded epoch(s)", run_dir, done)
-        return _train(cfg, run_dir, state, manifest, num_classes, "mixed_float16" if mixed else "float32",
-                      list(callbacks), models)
+        if strategy.num_replicas_in_sync > 1 or multi:
+            log.info("strategy %s: global batch %d (--batch-size %d per replica)%s", distribute.describe(strategy),
+                     cfg.batch_size * strategy.num_replicas_in_sync, cfg.batch_size,
+                     "" if chief else f"; not the chief: writing into {run_dir}, deleted when done")
+        with strategy.scope():
+            run_dir = _train(cfg, run_dir, state, manifest, num_classes, "mixed_float16" if mixed else "float32",
+                             list(callbacks), models, multi)
+        if multi and not chief:
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)
+        return run_dir
     except KeyboardInterrupt:
         if handlers:
             log.warning("interrupted; continue with: catdog train --resume %s", run_dir)
@@ -753,7 +829,31 @@ def train(config: TrainConfig | None = None, *, resume=None, callbacks=()) -> Pa
             handler.close()
 
 
-def _train(cfg, run_dir, state, manifest, num_classes, precision, callbacks, models) -> Path:
+def _resume_config(run_dir: Path, config: TrainConfig | None) -> TrainConfig:
+    """The run's own config.json (a given config must equal it, apart from RESUME_FREE_KEYS)."""
+    if not (run_dir / "config.json").is_file() or not (run_dir / "state.json").is_file():
+        raise ConfigError(f"--resume {run_dir}: not a catdog run folder (needs config.json and state.json)")
+    stored = TrainConfig.from_run_config(json.loads((run_dir / "config.json").read_text()))
+    cfg = resolve(config) if config is not None else stored
+    check_resume_config(cfg, stored, run_dir)
+    return dataclasses.replace(stored, profile=cfg.profile, cache_dir=cfg.cache_dir)
+
+
+def _worker_run_dir(cfg: TrainConfig) -> Path:
+    """A non-chief worker's write folder: a fresh one, or the stable one of a named run (stale copies removed)."""
+    import shutil
+
+    from catdog.distribute import worker_write_dir
+
+    if not cfg.name:
+        return Path(worker_write_dir())
+    path = Path(worker_write_dir(str(Path(cfg.runs_dir) / cfg.name)))
+    shutil.rmtree(path)  # a finished earlier run of the same name: start afresh, like the chief
+    path.mkdir(parents=True)
+    return path
+
+
+def _train(cfg, run_dir, state, manifest, num_classes, precision, callbacks, models, multi=False) -> Path:
     import keras
 
     from catdog.model.classifier import build_classifier, feature_dim, get_backbone_layer, unfreeze
@@ -777,6 +877,9 @@ def _train(cfg, run_dir, state, manifest, num_classes, precision, callbacks, mod
     val_cache = None
     p1 = state["phase1"]
     use_cache = cfg.cache and not entry.from_scratch
+    if use_cache and multi:
+        use_cache = False
+        log.info("feature cache off under several workers: phase 1 trains on images through the frozen backbone")
     p1["mode"] = "scratch" if entry.from_scratch else ("cached" if use_cache else "frozen")
     if not p1["done"]:
         if use_cache:

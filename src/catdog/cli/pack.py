@@ -84,6 +84,11 @@ def pack_command(
     ratio = shard_bytes / stats["source_bytes"] if stats.get("source_bytes") else float("nan")
     console.print(f"bytes      {shard_bytes / 2**20:,.1f} MB in shards, {ratio:.3f}x the source files", highlight=False)
     console.print(f"speed      {stats.get('images_per_second', 0):,.0f} images/s ({stats.get('seconds', 0)} s)", highlight=False)
+    train_shards = len(manifest["splits"].get("train", {}).get("shards", []))
+    if 0 < train_shards < max(2, num_workers):  # tf.data shards training data by FILE across training workers
+        console.print(f"warning    train has {train_shards} shard(s): multi-worker training needs at least one shard "
+                      "per worker (several is better); re-pack with a smaller --shard-size to train on more "
+                      "machines", highlight=False)
     console.print(f"packed into {out}", highlight=False)
 
 

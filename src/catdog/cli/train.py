@@ -29,7 +29,8 @@ def _unfreeze(value: str | None):
 @app.command()
 @handle_errors
 def train(
-    packed: Annotated[Optional[Path], typer.Argument(help="Packed folder from `catdog pack` (train + val splits).")] = None,
+    packed: Annotated[Optional[str], typer.Argument(help="Packed folder from `catdog pack` (train + val splits); "
+                                                        "any tf.io.gfile path, e.g. gs://bucket/packed.")] = None,
     backbone: Annotated[Optional[str], typer.Option(help="Registry name (see --list-backbones) or a .keras model file. (default: efficientnetv2b0)")] = None,
     weights: Annotated[Optional[str], typer.Option(help="imagenet | none | PATH to a weights file. (default: imagenet; a model file's own)")] = None,
     image_size: Annotated[Optional[int], typer.Option(help="Input size in pixels. (default: the backbone's native size)")] = None,
@@ -103,6 +104,9 @@ def train(
             raise ConfigError("missing PACKED folder (or --resume RUN_DIR)")
         config = TrainConfig.from_dict({"data": str(packed), **given})
     run_dir = run_training(config, resume=resume)
+    if not (run_dir / "summary.json").is_file():  # a non-chief worker of a multi-worker run
+        typer.echo("worker done (not the chief: the chief wrote the run folder)")
+        return
     summary = json.loads((run_dir / "summary.json").read_text())
     typer.echo(f"best val accuracy {summary['val_accuracy']:.4f}, val log loss {summary['val_log_loss']:.4f} "
                f"(calibrated {summary['val_log_loss_calibrated']:.4f}), epoch {summary['best_epoch']} "
