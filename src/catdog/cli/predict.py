@@ -1,0 +1,38 @@
+"""`catdog predict`: calibrated probabilities for images -> a Kaggle-style submission CSV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from catdog.cli import app, handle_errors
+from catdog.cli.evaluate import TTA
+
+
+@app.command()
+@handle_errors
+def predict(
+    model: Annotated[Path, typer.Argument(help="Run folder, exported SavedModel folder, .tflite or exported .keras.")],
+    inputs: Annotated[list[Path], typer.Argument(help="Packed folder, folder of images, .zip, or image files.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="CSV to write (its folder must exist).")],
+    split: Annotated[str, typer.Option(help="Split to read from packed folders.")] = "test",
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Leave unreadable images out (listed in "
+                                           "<output>.skipped.csv) instead of failing.")] = False,
+    clip: Annotated[Optional[float], typer.Option(help="Clip probabilities to [c, 1-c], e.g. 0.005.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
+    tta: Annotated[TTA, typer.Option(help="flip: average the plain and the mirrored view.")] = TTA.none,
+) -> None:
+    """Predict every INPUT image once; rows sorted by id; 2 classes: Kaggle's `id,label` (label = P(class 2))."""
+    from catdog.predict import predict as predict_images
+
+    summary = predict_images(model, inputs, output, split=split, skip_bad=skip_bad, clip=clip,
+                             batch_size=batch_size, tta=tta.value)
+    for image_id, name, reason in summary.skipped:
+        typer.secho(f"skipped {name}: {reason}", fg=typer.colors.YELLOW, err=True)
+    if summary.skipped:
+        typer.echo(f"skipped {len(summary.skipped)} unreadable images, listed in {summary.skipped_file}")
+    columns = "id,label = P(%s)" % summary.classes[1] if len(summary.classes) == 2 else "id," + ",".join(summary.classes)
+    typer.echo(f"wrote {summary.rows} predictions ({columns}) to {summary.output} in {summary.seconds:.1f} s "
+               f"({summary.images_per_second:,.1f} images/s)")

@@ -1,0 +1,310 @@
+"""Export a run's calibrated classifier as a SavedModel, a TFLite model or a .keras file, then check parity.
+
+    $ catdog export runs/lite0-20250101-120000 --format savedmodel --out exported/catdog
+
+- SavedModel (TensorFlow Serving layout OUT/<version>/saved_model.pb, version = highest existing + 1):
+  `serving_default` takes a batch of raw encoded image bytes (tf.string, shape [None]) and decodes,
+  resizes and preprocesses inside the graph with catdog.data.decode.decode_and_resize, the same function
+  training and predict use; `images_uint8` takes (N, H, W, 3) uint8 pixels and `images_float32` float32
+  pixels 0..255 at the model's input size. Every signature returns {"probabilities": (N, C) float32,
+  "classes": (N, C) string}. Only TensorFlow ops: it loads with plain `tf.saved_model.load`, no catdog.
+- TFLite (OUT/model.tflite, or OUT/model-int8.tflite with --quantize dynamic): input float32 RGB 0..255
+  (N, H, W, 3) at the model's input size, output (N, C) probabilities. TFLite has no JPEG decoder, so
+  decoding and resizing stay outside the model (use the image size and resize mode of the metadata).
+- keras (OUT/model.keras): the calibrated inference model, built-in layers only.
+
+Beside every export: a metadata JSON (classes, image size, resize mode, temperature, parity) that
+`catdog predict` reads. Every export ends with a parity check on sample images (the run's validation
+split when reachable, else generated images): exported vs in-memory probabilities must agree within
+1e-5 for float exports, else the export fails and nothing is left under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from catdog.errors import ConfigError, ModelError
+
+FORMATS = ("savedmodel", "tflite", "keras")
+QUANTIZE = ("none", "dynamic")  # dynamic: int8 weights, float activations (TFLite only)
+METADATA_FORMAT = "catdog-export/1"
+SAVED_MODEL_METADATA = "catdog.json"
+FLOAT_TOLERANCE = 1e-5
+PARITY_SAMPLES = 16
+
+
+@dataclass
+class ExportResult:
+    path: Path  # the SavedModel version folder, .tflite or .keras file
+    metadata_path: Path
+    format: str
+    quantize: str
+    max_abs_diff: float  # exported vs in-memory probabilities on the parity sample
+    parity_images: int
+    parity_source: str  # "val split of <dir>" or "generated"
+
+    @property
+    def tolerance(self) -> float | None:
+        return FLOAT_TOLERANCE if self.quantize == "none" else None
+
+
+# ----------------------------------------------------------------------------------------------- metadata
+
+
+def metadata_path(model_path) -> Path:
+    """SavedModel folder -> folder/catdog.json; model.tflite -> model.tflite.json; model.keras -> model.keras.json."""
+    model_path = Path(model_path)
+    if model_path.is_dir() or model_path.suffix == "":
+        return model_path / SAVED_MODEL_METADATA
+    return model_path.with_name(model_path.name + ".json")
+
+
+def read_metadata(model_path) -> dict:
+    path = metadata_path(model_path)
+    if not path.is_file():
+        raise ModelError(f"{model_path}: no export metadata ({path} missing); pass the run folder itself, "
+                         "or a model written by `catdog export`")
+    try:
+        metadata = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelError(f"{path}: cannot read export metadata ({e})") from e
+    if metadata.get("format") != METADATA_FORMAT or not {"classes", "image_size", "resize"} <= metadata.keys():
+        raise ModelError(f"{path}: not catdog export metadata (expected format {METADATA_FORMAT!r})")
+    return metadata
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def find_saved_model(path) -> Path | None:
+    """A SavedModel folder, or the newest numeric version inside a TF Serving base folder; None if neither."""
+    path = Path(path)
+    if (path / "saved_model.pb").is_file():
+        return path
+    versions = [d for d in path.iterdir() if d.is_dir() and d.name.isdigit() and (d / "saved_model.pb").is_file()]
+    return max(versions, key=lambda d: int(d.name)) if versions else None
+
+
+def _metadata(run, fmt: str, quantize: str) -> dict:
+    h, w = run.image_size
+    inputs = {
+        "savedmodel": {"serving_default": "image_bytes: tf.string [N] (encoded JPEG/PNG/GIF/BMP/WebP)",
+                       "images_uint8": f"images: uint8 [N, {h}, {w}, 3] RGB",
+                       "images_float32": f"images: float32 [N, {h}, {w}, 3] RGB 0..255"},
+        "tflite": f"float32 [N, {h}, {w}, 3] RGB 0..255, decoded and resized outside ({run.resize})",
+        "keras": f"float32 [N, {h}, {w}, 3] RGB 0..255",
+    }[fmt]
+    return {"format": METADATA_FORMAT, "model_format": fmt, "quantize": quantize, "classes": list(run.classes),
+            "image_size": [h, w], "resize": run.resize, "temperature": run.temperature, "calibrated": run.calibrated,
+            "input": inputs, "output": "probabilities float32 [N, C] (calibrated), column order = classes",
+            "run": str(run.run_dir), "backbone": run.config.get("backbone")}
+
+
+# ----------------------------------------------------------------------------------------------- export
+
+
+def export(run_dir, fmt: str, out_dir, *, quantize: str = "none", parity_samples: int = PARITY_SAMPLES,
+           version: int | None = None) -> ExportResult:
+    """Export the run's calibrated model; returns where it went and the parity difference."""
+    from catdog.run import load_run
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"export format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    if quantize not in QUANTIZE:
+        raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZE)}; got {quantize!r}")
+    if version is not None and (fmt != "savedmodel" or version < 1):
+        raise ConfigError(f"--version must be a positive integer and applies to --format savedmodel only; got {version}")
+    if quantize != "none" and fmt != "tflite":
+        raise ConfigError(f"--quantize {quantize} applies to --format tflite only; got --format {fmt}")
+    out_dir = Path(out_dir)
+    if not out_dir.parent.is_dir():
+        raise ConfigError(f"{out_dir}: parent folder {out_dir.parent} does not exist")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir}: exists and is not a folder")
+    run = load_run(run_dir)
+    out_dir.mkdir(exist_ok=True)
+    images, parity_source = parity_images(run, parity_samples)
+    writer = {"savedmodel": _export_saved_model, "tflite": _export_tflite, "keras": _export_keras}[fmt]
+    return writer(run, out_dir, images, parity_source, quantize=quantize, version=version)
+
+
+def _check_parity(diff: float, quantize: str, path: Path) -> None:
+    if quantize == "none" and not diff <= FLOAT_TOLERANCE:
+        raise ModelError(f"{path}: parity check failed: exported probabilities differ from the in-memory model by "
+                         f"{diff:.3g} > {FLOAT_TOLERANCE:g}; export not written")
+
+
+def _reference(run, encoded: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Decoded float32 images and the in-memory calibrated probabilities for them."""
+    import tensorflow as tf
+
+    from catdog.data.decode import decode_and_resize
+
+    images = tf.stack([decode_and_resize(tf.constant(b), run.image_size, run.resize) for b in encoded])
+    return images.numpy(), run.inference_model()(images, training=False).numpy()
+
+
+def _export_saved_model(run, out_dir: Path, encoded, source, *, quantize, version) -> ExportResult:
+    import tensorflow as tf
+
+    if version is None:
+        existing = [int(d.name) for d in out_dir.iterdir() if d.is_dir() and d.name.isdigit()]
+        version = max(existing, default=0) + 1
+    final = out_dir / str(version)
+    if final.exists():
+        raise ConfigError(f"{final}: version folder already exists; choose another --version or --out")
+    tmp = out_dir / f".tmp-{version}-{os.getpid()}"  # TF Serving only loads all-digit folder names
+    try:
+        build_serving_archive(run).write_out(str(tmp), verbose=False)
+        metadata = _metadata(run, "savedmodel", quantize)
+        images, expected = _reference(run, encoded)
+        loaded = tf.saved_model.load(str(tmp))
+        diffs = {
+            "serving_default": loaded.signatures["serving_default"](image_bytes=tf.constant(encoded))["probabilities"],
+            "images_float32": loaded.signatures["images_float32"](images=tf.constant(images))["probabilities"],
+        }
+        diff = max(float(np.max(np.abs(v.numpy() - expected))) for v in diffs.values())
+        # uint8 input rounds pixels, so compare against the in-memory model on the same rounded pixels
+        rounded = np.round(images).astype(np.uint8)
+        expected_u8 = run.inference_model()(rounded.astype(np.float32), training=False).numpy()
+        got_u8 = loaded.signatures["images_uint8"](images=tf.constant(rounded))["probabilities"].numpy()
+        diff = max(diff, float(np.max(np.abs(got_u8 - expected_u8))))
+        _check_parity(diff, quantize, final)
+        metadata["parity"] = {"max_abs_diff": diff, "images": len(encoded), "source": source}
+        _write_json(tmp / SAVED_MODEL_METADATA, metadata)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return ExportResult(final, final / SAVED_MODEL_METADATA, "savedmodel", quantize, diff, len(encoded), source)
+
+
+def build_serving_archive(run):
+    """keras.export.ExportArchive with the three signatures described in the module docstring."""
+    import keras
+    import tensorflow as tf
+
+    from catdog.data.decode import decode_and_resize
+
+    model = run.inference_model()
+    h, w = run.image_size
+    classes, resize = list(run.classes), run.resize
+
+    def named(probs):
+        names = tf.constant(classes)
+        return {"probabilities": probs, "classes": tf.tile(names[None, :], [tf.shape(probs)[0], 1])}
+
+    def from_bytes(image_bytes):
+        decode = lambda b: decode_and_resize(b, (h, w), resize)
+        images = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec([h, w, 3], tf.float32))
+        return named(model(images, training=False))
+
+    def from_uint8(images):
+        return named(model(tf.cast(images, tf.float32), training=False))
+
+    def from_float32(images):
+        return named(model(images, training=False))
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", from_bytes,
+                         input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    archive.add_endpoint("images_uint8", from_uint8,
+                         input_signature=[tf.TensorSpec([None, h, w, 3], tf.uint8, name="images")])
+    archive.add_endpoint("images_float32", from_float32,
+                         input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32, name="images")])
+    return archive
+
+
+def _export_tflite(run, out_dir: Path, encoded, source, *, quantize, version) -> ExportResult:
+    import keras
+    import tensorflow as tf
+
+    from catdog.predict import TFLitePredictor
+
+    stem = "model" if quantize == "none" else "model-int8"
+    final = out_dir / f"{stem}.tflite"
+    tmp_dir = out_dir / f".tmp-tflite-{os.getpid()}"
+    try:
+        h, w = run.image_size
+        model = run.inference_model()
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serving_default", lambda images: {"probabilities": model(images, training=False)},
+                             input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32, name="images")])
+        archive.write_out(str(tmp_dir / "saved_model"), verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_dir / "saved_model"),
+                                                             signature_keys=["serving_default"])
+        if quantize == "dynamic":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # no representative data: int8 weights only
+        tmp_model = tmp_dir / final.name
+        tmp_model.write_bytes(converter.convert())
+        metadata = _metadata(run, "tflite", quantize)
+        _write_json(metadata_path(tmp_model), metadata)
+        images, expected = _reference(run, encoded)
+        got = TFLitePredictor(tmp_model, metadata).predict_images(images)
+        diff = float(np.max(np.abs(got - expected)))
+        _check_parity(diff, quantize, final)
+        metadata["parity"] = {"max_abs_diff": diff, "images": len(encoded), "source": source}
+        _write_json(metadata_path(final), metadata)
+        os.replace(tmp_model, final)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return ExportResult(final, metadata_path(final), "tflite", quantize, diff, len(encoded), source)
+
+
+def _export_keras(run, out_dir: Path, encoded, source, *, quantize, version) -> ExportResult:
+    from catdog.run import load_keras_model
+
+    final = out_dir / "model.keras"
+    tmp = out_dir / f".tmp-{os.getpid()}.keras"
+    try:
+        run.inference_model().save(tmp)
+        images, expected = _reference(run, encoded)
+        got = load_keras_model(tmp)(images, training=False).numpy()
+        diff = float(np.max(np.abs(got - expected)))
+        _check_parity(diff, quantize, final)
+        metadata = _metadata(run, "keras", quantize)
+        metadata["parity"] = {"max_abs_diff": diff, "images": len(encoded), "source": source}
+        _write_json(metadata_path(final), metadata)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportResult(final, metadata_path(final), "keras", quantize, diff, len(encoded), source)
+
+
+# ----------------------------------------------------------------------------------------------- parity data
+
+
+def parity_images(run, count: int = PARITY_SAMPLES) -> tuple[list[bytes], str]:
+    """Encoded sample images: the first `count` of the run's val split if its pack is reachable, else generated."""
+    from catdog.data import manifest as manifest_lib
+    from catdog.errors import DataError
+
+    from catdog.synthetic import sample_jpegs
+
+    data = run.data_dir
+    why = "the run names no packed folder"
+    if data:
+        try:
+            manifest = manifest_lib.read_manifest(data)
+            manifest_lib.split_info(manifest, "val", data)
+        except DataError as e:  # the pack moved or has no val split: generated images still check the conversion
+            why = str(e)
+        else:
+            from catdog.data.pipeline import record_dataset
+            from catdog.data.records import parse_example
+
+            records = record_dataset(data, "val", manifest=manifest).take(count)
+            encoded = [parse_example(r)["image/encoded"].numpy() for r in records]
+            return encoded, f"val split of {data}"
+    size = (max(run.image_size[1], 64), max(run.image_size[0], 64))
+    return sample_jpegs(count, size=size), f"generated ({why})"

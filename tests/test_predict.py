@@ -1,0 +1,205 @@
+"""catdog predict: id coverage and order, bad images, calibration, clipping, TTA, inputs of every kind."""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from typer.testing import CliRunner
+
+import catdog.cli
+from catdog.data.decode import decode_and_resize
+from catdog.errors import ModelError
+from catdog.predict import KerasPredictor, collect_inputs, load_predictor, natural_key
+from catdog.run import load_run
+from conftest import make_image
+from packed_fixture import build_pack
+from run_fixture import write_run
+
+catdog.cli._register_commands()
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(catdog.cli.app, [str(a) for a in args])
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("predict")
+    build_pack(root / "packed", {"train": 4, "val": 6, "test": 5})
+    run = write_run(root / "run", data=root / "packed", temperature=1.7, logit_scale=8.0)
+    images = root / "images"
+    for n, image_id in enumerate((100, 2, 10, 1)):
+        make_image(images / f"{image_id}.jpg", (40 + 50 * n, 120, 200 - 40 * n), seed=n)
+    (images / "notes.txt").write_text("not an image, not an input")
+    return root, run, images
+
+
+def expected_probs(run_dir: Path, paths) -> np.ndarray:
+    """The calibrated reference: the run's inference model on the one shared decode function."""
+    run = load_run(run_dir)
+    images = tf.stack([decode_and_resize(tf.io.read_file(str(p)), run.image_size, run.resize) for p in paths])
+    return run.inference_model()(images).numpy()
+
+
+def test_submission_covers_every_id_in_numeric_order(env, tmp_path):
+    root, run, images = env
+    out = tmp_path / "submission.csv"
+    result = invoke("predict", run, images, "-o", out)
+    assert result.exit_code == 0, result.output
+    rows = read_csv(out)
+    assert rows[0] == ["id", "label"]
+    assert [r[0] for r in rows[1:]] == ["1", "2", "10", "100"]
+    expected = expected_probs(run, [images / f"{i}.jpg" for i in (1, 2, 10, 100)])
+    np.testing.assert_allclose([float(r[1]) for r in rows[1:]], expected[:, 1], atol=1e-6)
+    assert "wrote 4 predictions" in result.output
+    assert list(tmp_path.iterdir()) == [out]  # no temp files left behind
+
+
+def test_calibration_divides_logits_by_the_run_temperature(env):
+    _, run_dir, images = env
+    run = load_run(run_dir)
+    assert run.temperature == pytest.approx(1.7)
+    x = tf.stack([decode_and_resize(tf.io.read_file(str(images / "1.jpg")), run.image_size, run.resize)])
+    logit = run.model.get_layer("logits").output
+    import keras
+
+    z = keras.Model(run.model.inputs, logit)(x).numpy()[0, 0]
+    p = KerasPredictor.from_run(run).predict_images(x)[0]
+    assert p[1] == pytest.approx(1 / (1 + np.exp(-z / 1.7)), abs=1e-6)
+    assert p.sum() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_packed_zip_and_file_inputs_each_id_once(env, tmp_path):
+    root, run, images = env
+    archive = tmp_path / "more.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(images / "10.jpg", "batch/20.jpg")
+        zf.write(images / "2.jpg", "batch/21.jpg")
+        zf.writestr("batch/readme.md", "ignored")
+    single = make_image(tmp_path / "30.png", (10, 200, 10), fmt="PNG")
+    out = tmp_path / "sub.csv"
+    result = invoke("predict", run, root / "packed", archive, single, "-o", out)
+    assert result.exit_code == 0, result.output
+    ids = [r[0] for r in read_csv(out)[1:]]
+    assert ids == ["1", "2", "3", "4", "5", "20", "21", "30"]
+    probs = {r[0]: float(r[1]) for r in read_csv(out)[1:]}
+    zip_expected = expected_probs(run, [images / "10.jpg"])[0, 1]
+    assert probs["20"] == pytest.approx(zip_expected, abs=1e-6)
+
+
+def test_duplicate_ids_across_inputs_are_an_error(env, tmp_path):
+    _, run, images = env
+    clash = make_image(tmp_path / "other" / "10.png", (0, 0, 0), fmt="PNG")
+    result = invoke("predict", run, images, clash, "-o", tmp_path / "s.csv")
+    assert result.exit_code == 1
+    assert "duplicate id '10'" in result.output
+    assert not (tmp_path / "s.csv").exists()
+
+
+@pytest.fixture
+def with_bad(env, tmp_path):
+    folder = tmp_path / "mixed"
+    for i in (1, 2, 3):
+        make_image(folder / f"{i}.jpg", (200, 60, 40), seed=i)
+    good = (folder / "1.jpg").read_bytes()
+    (folder / "4.jpg").write_bytes(good[: len(good) // 2])  # truncated JPEG
+    (folder / "5.jpg").write_text("this is text, not a JPEG")
+    (folder / "6.jpg").write_bytes(b"")
+    return folder
+
+
+def test_bad_images_fail_by_name_and_write_nothing(env, with_bad, tmp_path):
+    _, run, _ = env
+    out = tmp_path / "out" / "submission.csv"
+    out.parent.mkdir()
+    result = invoke("predict", run, with_bad, "-o", out)
+    assert result.exit_code == 1
+    for name in ("4.jpg", "5.jpg", "6.jpg"):
+        assert name in result.output
+    assert "3 of 6 images could not be read" in result.output
+    assert "--skip-bad" in result.output
+    assert list(out.parent.iterdir()) == []  # no partial CSV under any name
+
+
+def test_skip_bad_writes_the_rest_and_lists_the_bad(env, with_bad, tmp_path):
+    _, run, _ = env
+    out = tmp_path / "submission.csv"
+    result = invoke("predict", run, with_bad, "-o", out, "--skip-bad")
+    assert result.exit_code == 0, result.output
+    assert [r[0] for r in read_csv(out)[1:]] == ["1", "2", "3"]
+    skipped = read_csv(tmp_path / "submission.skipped.csv")
+    assert skipped[0] == ["id", "name", "reason"]
+    reasons = {r[0]: r[2] for r in skipped[1:]}
+    assert set(reasons) == {"4", "5", "6"}
+    assert "truncated" in reasons["4"] and "not an image" in reasons["5"] and "empty" in reasons["6"]
+
+
+def test_output_in_missing_folder_fails_before_any_work(env, tmp_path):
+    _, run, images = env
+    result = invoke("predict", run, images, "-o", tmp_path / "nope" / "s.csv")
+    assert result.exit_code == 1
+    assert "does not exist" in result.output and "nope" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_clip_and_tta_flip(env, tmp_path):
+    _, run, images = env
+    out = tmp_path / "clipped.csv"
+    assert invoke("predict", run, images, "-o", out, "--clip", "0.45").exit_code == 0
+    labels = [float(r[1]) for r in read_csv(out)[1:]]
+    assert min(labels) >= 0.45 - 1e-9 and max(labels) <= 0.55 + 1e-9
+
+    out = tmp_path / "tta.csv"
+    assert invoke("predict", run, images, "-o", out, "--tta", "flip").exit_code == 0
+    paths = [images / f"{i}.jpg" for i in (1, 2, 10, 100)]
+    r = load_run(run)
+    x = tf.stack([decode_and_resize(tf.io.read_file(str(p)), r.image_size, r.resize) for p in paths])
+    plain = r.inference_model()(x).numpy()
+    mirrored = r.inference_model()(tf.image.flip_left_right(x)).numpy()
+    assert np.abs(plain - mirrored).max() > 1e-4  # the fixture model is not mirror-symmetric
+    got = np.array([float(row[1]) for row in read_csv(out)[1:]])
+    np.testing.assert_allclose(got, (plain[:, 1] + mirrored[:, 1]) / 2, atol=1e-6)
+
+
+def test_more_than_two_classes_get_one_column_each(tmp_path):
+    run = write_run(tmp_path / "run3", classes=("bird", "cat", "dog"), image_size=(24, 24))
+    for i in (3, 1, 2):
+        make_image(tmp_path / "img" / f"{i}.jpg", (30 * i, 90, 120), seed=i)
+    out = tmp_path / "s.csv"
+    result = invoke("predict", run, tmp_path / "img", "-o", out)
+    assert result.exit_code == 0, result.output
+    rows = read_csv(out)
+    assert rows[0] == ["id", "bird", "cat", "dog"]
+    assert [r[0] for r in rows[1:]] == ["1", "2", "3"]
+    for r in rows[1:]:
+        assert sum(float(v) for v in r[1:]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_run_folder_without_model_is_a_one_line_error(env, tmp_path):
+    _, run, images = env
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((run / "config.json").read_text())
+    result = invoke("predict", broken, images, "-o", tmp_path / "s.csv")
+    assert result.exit_code == 1
+    assert "no model" in result.output and "best.keras" in result.output
+    with pytest.raises(ModelError, match="not a run folder"):
+        load_predictor(tmp_path)
+
+
+def test_natural_sort_and_input_listing(env):
+    assert sorted(["100", "10", "2", "1", "cat.10", "cat.2"], key=natural_key) == ["1", "2", "10", "100", "cat.2", "cat.10"]
+    _, _, images = env
+    inputs = collect_inputs([str(images)])
+    assert inputs.ids == ["1", "2", "10", "100"] and inputs.ignored == 1
