@@ -203,3 +203,23 @@ def test_natural_sort_and_input_listing(env):
     _, _, images = env
     inputs = collect_inputs([str(images)])
     assert inputs.ids == ["1", "2", "10", "100"] and inputs.ignored == 1
+
+
+def test_packed_folder_on_a_tfio_filesystem_is_an_input(tmp_path):
+    """A pack behind a URL (here TensorFlow's ram:// filesystem) is read through tf.io.gfile."""
+    import tensorflow as tf
+
+    from catdog.predict import collect_inputs
+    from packed_fixture import build_pack
+
+    build_pack(tmp_path / "p", {"train": 2, "test": 3})
+    url = "ram://catdog-predict-input/p"
+    tf.io.gfile.makedirs(url)
+    for f in (tmp_path / "p").iterdir():
+        tf.io.gfile.copy(str(f), f"{url}/{f.name}", overwrite=True)
+    inputs = collect_inputs([url])
+    assert len(inputs.sources) == 1
+    from catdog.errors import DataError
+
+    with pytest.raises(DataError, match="not a packed folder"):
+        collect_inputs(["ram://catdog-predict-input/nothing"])

@@ -326,6 +326,15 @@ def collect_inputs(inputs, split: str = "test") -> Inputs:
     files = _Files([], [])
     sources, ignored = [], 0
     for raw in inputs:
+        if "://" in str(raw):  # a packed folder on a tf.io.gfile filesystem (gs://, s3://, ram://)
+            import tensorflow as tf
+
+            from catdog.data import manifest as manifest_lib
+
+            if not tf.io.gfile.exists(manifest_lib.join(str(raw), manifest_lib.MANIFEST_NAME)):
+                raise DataError(f"{raw}: not a packed folder (no manifest.json); URLs must point to a pack")
+            sources.append(_Pack(str(raw), split))
+            continue
         path = Path(raw)
         if not path.exists():
             raise DataError(f"{path}: input does not exist")

@@ -19,7 +19,7 @@ def demo(
     per_class: Annotated[int, typer.Option(help="Generated training images per class.")] = 150,
     test: Annotated[int, typer.Option(help="Generated unlabeled test images.")] = 40,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 20,
-    image_size: Annotated[Optional[int], typer.Option(help="Input size [default: 64 for small-cnn, else native].")] = None,
+    image_size: Annotated[Optional[int], typer.Option(help="Input size in pixels (default: 64 for small-cnn, else the backbone's native size).")] = None,
 ) -> None:
     """Generate circles vs squares, pack, train, evaluate, predict and export: offline, on a CPU, in minutes."""
     from catdog.demo import demo as run_demo

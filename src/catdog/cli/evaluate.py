@@ -26,7 +26,7 @@ class TTA(str, Enum):
 @handle_errors
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder written by `catdog train`.")],
-    data: Annotated[Path, typer.Option("--data", help="Packed folder (its classes must equal the run's).")],
+    data: Annotated[str, typer.Option("--data", help="Packed folder or URL (gs://...); its classes must equal the run's.")],
     split: Annotated[Split, typer.Option(help="Labeled split to score; `test` is unlabeled.")] = Split.val,
     tta: Annotated[TTA, typer.Option(help="flip: average the plain and the mirrored view.")] = TTA.none,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,

@@ -15,12 +15,12 @@ from catdog.cli.evaluate import TTA
 @handle_errors
 def predict(
     model: Annotated[Path, typer.Argument(help="Run folder, exported SavedModel folder, .tflite or exported .keras.")],
-    inputs: Annotated[list[Path], typer.Argument(help="Packed folder, folder of images, .zip, or image files.")],
+    inputs: Annotated[list[str], typer.Argument(help="Packed folder (local or gs://...), folder of images, .zip, or image files.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="CSV to write (its folder must exist).")],
     split: Annotated[str, typer.Option(help="Split to read from packed folders.")] = "test",
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Leave unreadable images out (listed in "
                                            "<output>.skipped.csv) instead of failing.")] = False,
-    clip: Annotated[Optional[float], typer.Option(help="Clip probabilities to [c, 1-c], e.g. 0.005.")] = None,
+    clip: Annotated[Optional[float], typer.Option(help="Clip probabilities to c .. 1-c, e.g. 0.005 (log loss punishes over-confidence).")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
     tta: Annotated[TTA, typer.Option(help="flip: average the plain and the mirrored view.")] = TTA.none,
 ) -> None:
