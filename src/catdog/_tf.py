@@ -1,6 +1,6 @@
 """Import TensorFlow with its C++ start-up banner silenced.
 
-TF 2.21 logs oneDNN/CUDA notices through absl before any log level applies (TF_CPP_MIN_LOG_LEVEL does
+TF 2.21 logs oneDNN/CUDA notices (and, on machines without a GPU, a cuInit "error") through absl before any log level applies (TF_CPP_MIN_LOG_LEVEL does
 not reach them), burying catdog's own output, once per process. We point file descriptor 2 at
 /dev/null for the duration of the import only; errors raised by the import still surface as Python
 exceptions after stderr is restored. Set CATDOG_TF_VERBOSE=1 to see the banner.
@@ -25,6 +25,10 @@ def _import_quietly():
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
             import tensorflow
+
+            # Probing for GPUs once here keeps the CUDA probe's "failed call to cuInit" line on CPU-only
+            # machines quiet too; it does not create devices, so GPU options can still be set later.
+            tensorflow.config.list_physical_devices("GPU")
     finally:
         os.dup2(saved, 2)
         os.close(saved)
