@@ -577,7 +577,8 @@ def _tensorboard(run_dir: Path, phase: int, profile: bool, steps: int):
 
 
 def _verbose() -> int:
-    return 1 if sys.stdout.isatty() else 2
+    """Keras' live progress bar in a terminal; in logs catdog's own one line per epoch is enough."""
+    return 1 if sys.stdout.isatty() else 0
 
 
 # ---------------------------------------------------------------------------------------------------------
