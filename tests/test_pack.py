@@ -292,6 +292,38 @@ def test_parallel_workers_write_the_same_shards(tmp_path):
     assert shard_shas(one) == shard_shas(two)
 
 
+def test_zip_member_with_a_bad_crc_is_rejected_not_a_crash(tmp_path):
+    archive = _zip_dir(flat_tree(tmp_path / "train", n=3), tmp_path / "train.zip")  # stored, not deflated
+    with zipfile.ZipFile(archive) as zf:
+        offset = zf.getinfo("cat.1.jpg").header_offset
+    data = bytearray(archive.read_bytes())
+    name_len, extra_len = int.from_bytes(data[offset + 26:offset + 28], "little"), int.from_bytes(data[offset + 28:offset + 30], "little")
+    data[offset + 30 + name_len + extra_len + 50] ^= 0xFF  # inside the member's bytes: its CRC-32 no longer matches
+    archive.write_bytes(bytes(data))
+    manifest = quick(archive, tmp_path / "out")
+    assert manifest["rejected"]["by_reason"] == {"unreadable": 1}
+    assert read_csv(tmp_path / "out" / "rejected.csv") == [{"path": f"{archive}/cat.1.jpg", "reason": "unreadable"}]
+    assert manifest["splits"]["train"]["num_examples"] + manifest["splits"]["val"]["num_examples"] == 5
+
+
+@pytest.mark.parametrize("damage", ["not-an-object", "shard-without-sha256"])
+def test_damaged_manifest_is_a_one_line_error_and_pack_refuses_it(tmp_path, damage):
+    src, out = flat_tree(tmp_path / "train", n=3), tmp_path / "out"
+    manifest = quick(src, out)
+    if damage == "not-an-object":
+        text = "[]"
+    else:
+        del manifest["splits"]["train"]["shards"][0]["sha256"]
+        text = json.dumps(manifest)
+    (out / "manifest.json").write_text(text)
+    result = RUNNER.invoke(catdog.cli.app, ["inspect", str(out)])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith(f"error: {out}/manifest.json: "), result.output
+    with pytest.raises(DataError, match="holds a different pack"):  # same sources: still never a crash
+        quick(src, out)
+    assert (out / "manifest.json").read_text() == text  # untouched
+
+
 # ------------------------------------------------------------------ CLI
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -223,3 +224,36 @@ def test_packed_folder_on_a_tfio_filesystem_is_an_input(tmp_path):
 
     with pytest.raises(DataError, match="not a packed folder"):
         collect_inputs(["ram://catdog-predict-input/nothing"])
+
+
+def one_error_line(result) -> str:
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bad-crc"])
+def test_damaged_best_keras_is_a_one_line_error(env, tmp_path, damage):
+    _, run, images = env
+    broken = tmp_path / "run"
+    shutil.copytree(run, broken)
+    data = bytearray((run / "best.keras").read_bytes())
+    if damage == "truncated":
+        data = data[:2000]
+    else:
+        data[len(data) // 2] ^= 0xFF  # inside a stored member: zipfile raises BadZipFile (Bad CRC-32)
+    (broken / "best.keras").write_bytes(bytes(data))
+    line = one_error_line(invoke("predict", broken, images, "-o", tmp_path / "s.csv"))
+    assert f"{broken / 'best.keras'}: " in line and "File not found" not in line
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_damaged_shard_in_a_packed_input_is_named(env, tmp_path):
+    root, run, _ = env
+    packed = tmp_path / "packed"
+    shutil.copytree(root / "packed", packed)
+    shard = next(packed.glob("test-*.tfrecord"))
+    shard.write_bytes(shard.read_bytes()[:-20])  # the last record is cut short: TF raises DataLossError
+    line = one_error_line(invoke("predict", run, packed, "-o", tmp_path / "s.csv"))
+    assert line.startswith(f"error: {shard}: checksum mismatch")
+    assert not (tmp_path / "s.csv").exists()

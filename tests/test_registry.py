@@ -79,6 +79,23 @@ def test_offline_imagenet_error_names_the_file_and_where_to_put_it(tmp_path, mon
         build_backbone(entry, "imagenet", 32)
 
 
+def test_unloadable_weights_file_is_a_one_line_model_error(tmp_path):
+    garbage = tmp_path / "w.keras"
+    garbage.write_bytes(b"\xff\xd8 not weights")
+    other = tmp_path / "other.weights.h5"
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save_weights(other)
+    for path in (garbage, other):
+        with pytest.raises(ModelError, match=f"--weights {re.escape(str(path))}: cannot load into backbone small-cnn"):
+            build_backbone(get_backbone("small-cnn"), str(path), 32)
+
+
+def test_non_zip_keras_file_as_backbone_says_so(tmp_path):
+    fake = tmp_path / "photo.keras"
+    fake.write_bytes(b"\xff\xd8\xff\xe0 a jpeg, not a model")
+    with pytest.raises(ModelError, match="photo.keras: not a Keras model file \\(a .keras file is a zip archive"):
+        build_backbone(get_backbone(str(fake)), "file", 32)
+
+
 def test_saved_model_file_works_as_a_backbone(tmp_path):
     inputs = keras.Input((None, None, 3))
     x = keras.layers.Conv2D(5, 3, strides=2)(keras.layers.Rescaling(1 / 255)(inputs))

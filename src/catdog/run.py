@@ -8,6 +8,7 @@ validation split at train time; log loss punishes over-confidence).
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,7 +163,10 @@ def load_keras_model(path: Path):
     except ModuleNotFoundError as e:  # no model package yet: nothing to register
         if e.name != "catdog.model":
             raise
+    if Path(path).suffix == ".keras" and Path(path).is_file() and not zipfile.is_zipfile(path):
+        # Keras says "File not found" for an existing file that is not a zip: name the real problem
+        raise ModelError(f"{path}: not a valid .keras file (not a zip archive: empty, truncated or corrupt)")
     try:
         return keras.saving.load_model(str(path), compile=False)
-    except (OSError, ValueError, TypeError, KeyError) as e:
+    except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as e:  # BadZipFile: e.g. bad CRC-32
         raise ModelError(f"{path}: cannot load the Keras model ({str(e).splitlines()[0][:200]})") from e

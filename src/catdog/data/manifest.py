@@ -49,9 +49,32 @@ def read_manifest(directory: str) -> dict:
             manifest = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: manifest is not valid JSON ({e})") from e
-    if manifest.get("format") != FORMAT:
-        raise DataError(f"{path}: unknown manifest format {manifest.get('format')!r}, expected {FORMAT!r}")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise DataError(f"{path}: unknown manifest format {found!r}, expected {FORMAT!r}")
+    problem = structure_problem(manifest)
+    if problem:
+        raise DataError(f"{path}: manifest is damaged ({problem}); re-run `catdog pack`")
     return manifest
+
+
+def structure_problem(manifest: dict) -> str:
+    """The first missing/mistyped field readers rely on (a hand-edited manifest must not crash them), or ''."""
+    if not isinstance(manifest.get("classes"), list):
+        return "'classes' must be a list"
+    splits = manifest.get("splits")
+    if not isinstance(splits, dict):
+        return "'splits' must be an object"
+    for split, info in splits.items():
+        if not (isinstance(info, dict) and isinstance(info.get("num_examples"), int)
+                and isinstance(info.get("num_bytes"), int) and isinstance(info.get("class_counts"), dict)
+                and isinstance(info.get("shards"), list)):
+            return f"split {split!r} needs num_examples, num_bytes, class_counts and shards"
+        for shard in info["shards"]:
+            if not (isinstance(shard, dict) and isinstance(shard.get("file"), str) and isinstance(shard.get("sha256"), str)
+                    and isinstance(shard.get("num_examples"), int) and isinstance(shard.get("num_bytes"), int)):
+                return f"a shard of split {split!r} needs file, sha256, num_examples and num_bytes"
+    return ""
 
 
 def split_info(manifest: dict, split: str, directory: str = "") -> dict:

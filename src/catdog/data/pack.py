@@ -25,6 +25,8 @@ import os
 import queue as queue_lib
 import re
 import time
+import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 
@@ -88,7 +90,8 @@ def _check_chunk(chunk: list[tuple[int, int, str]]) -> list[tuple]:
     for position, source, member in chunk:
         try:
             data = _READER.read(source, member)
-        except (OSError, EOFError, ValueError, KeyError) as e:  # zipfile raises BadZipFile (ValueError) / zlib errors
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error, RuntimeError):
+            # a zip member with a bad CRC / broken deflate stream, or encrypted (RuntimeError): a reject, not a crash
             out.append((position, "unreadable", "", 0, 0, 0, "", 0, 0))
             continue
         checked = check_image(data, max_pixels=_MAX_PIXELS)
@@ -221,9 +224,12 @@ def _read_existing(out: str) -> dict | None:
         return None
     try:
         with tf.io.gfile.GFile(path) as f:
-            return json.load(f)
+            existing = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return {"fingerprint": "unreadable"}
+    if not isinstance(existing, dict) or manifest_lib.structure_problem(existing):  # hand-edited or damaged
+        return {"fingerprint": "unreadable"}
+    return existing
 
 
 def _clear(out: str, keep: set[str] = frozenset()) -> None:

@@ -120,6 +120,18 @@ def checked(batches: Iterable, directory: str = "", split: str = "") -> Iterator
             if "expected to contain" not in str(e.message):
                 raise
             raise DataError(f"{directory}: split '{split}' does not match its manifest: {e.message.strip()}") from None
+        except tf.errors.DataLossError:  # a truncated or corrupted record (TFRecord CRC check)
+            raise DataError(_damaged_shard(directory, split)) from None
+
+
+def _damaged_shard(directory: str, split: str) -> str:
+    """TF's DataLossError names no file: re-hash the shards against the manifest to name the damaged one."""
+    try:
+        problems = manifest_lib.verify_shards(directory) if directory else []
+    except DataError:  # `directory` is not a pack (e.g. a feature-cache description)
+        problems = []
+    where = problems[0] if problems else f"{directory}: split '{split}' has a corrupt or truncated record"
+    return f"{where}; re-run `catdog pack` (`catdog inspect {directory}` lists every damaged shard)"
 
 
 def num_examples(directory: str, split: str) -> int:

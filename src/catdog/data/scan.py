@@ -127,8 +127,8 @@ def scan_source(path: str, index: int = 0) -> tuple[Source, list[Item], list[tup
     path = os.path.abspath(os.path.expanduser(str(path)))
     if os.path.isdir(path):
         kind, entries = "dir", _list_dir(path)
-    elif os.path.isfile(path) and zipfile.is_zipfile(path):
-        kind, entries = "zip", _list_zip(path)
+    elif os.path.isfile(path) and (zipfile.is_zipfile(path) or path.lower().endswith(".zip")):
+        kind, entries = "zip", _list_zip(path)  # a broken .zip gets _list_zip's "cannot read" error
     elif os.path.exists(path):
         raise DataError(f"{path}: not a folder or a .zip archive")
     else:

@@ -60,7 +60,7 @@ def build_backbone(entry: BackboneEntry, weights: str, image_size):
     keras_weights = {"none": None, "file": None}.get(weights, weights)
     try:
         return entry.build((h, w, 3), keras_weights)
-    except Exception as e:  # noqa: BLE001 - re-raised below unless it is the offline download case
+    except Exception as e:  # noqa: BLE001 - re-raised below unless offline or a bad weights file
         if weights == "imagenet" and entry.weights_file and not (keras_models_dir() / entry.weights_file).is_file():
             url = re.search(r"https?://\S+?(?=:?\s|:?$)", str(e))
             source = f" (from {url.group(0)})" if url else ""
@@ -68,6 +68,9 @@ def build_backbone(entry: BackboneEntry, weights: str, image_size):
                 f"cannot download ImageNet weights for {entry.name} (offline?): put {entry.weights_file}{source} at "
                 f"{keras_models_dir() / entry.weights_file}, or use --weights none|PATH"
             ) from e
+        if weights not in ("imagenet", "none", "file"):  # a user's weights file: name it, no traceback
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(f"--weights {weights}: cannot load into backbone {entry.name} ({reason})") from e
         raise
 
 

@@ -86,8 +86,12 @@ def get_backbone(name: str) -> BackboneEntry:
 
 def _file_builder(path: str) -> Callable:
     def build(input_shape, weights):
+        import zipfile
+
         import keras
 
+        if path.endswith(".keras") and not zipfile.is_zipfile(path):  # Keras would say "File not found"
+            raise ModelError(f"{path}: not a Keras model file (a .keras file is a zip archive; this one is not)")
         try:
             model = keras.saving.load_model(path, compile=False)
         except (OSError, ValueError, TypeError) as e:
