@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 import catdog
 import catdog.cli
 import catdog.data.pack as pack_lib
-from catdog.data.pack import inspect, pack, parse_size
+from catdog.data.pack import inspect, pack
+from catdog.sizes import parse_size
 from catdog.errors import ConfigError, DataError
 from conftest import make_image
 from test_imagecheck import CONVERSIONS, png_header_only
@@ -273,10 +274,11 @@ def test_output_holding_a_different_pack_is_refused_unless_overwrite(tmp_path):
 
 
 def test_options_are_validated():
-    assert parse_size("128MB") == 128 * 2**20 and parse_size("1GB") == 2**30 and parse_size("5000") == 5000
-    assert parse_size("64mb") == parse_size("64MiB") == 64 * 2**20
+    size = lambda text: parse_size(text, "--shard-size")  # noqa: E731
+    assert size("128MB") == 128 * 2**20 and size("1GB") == 2**30 and size("5000") == 5000
+    assert size("64mb") == size("64MiB") == 64 * 2**20
     with pytest.raises(ConfigError, match="--shard-size"):
-        parse_size("lots")
+        size("lots")
     with pytest.raises(ConfigError, match="--val-fraction"):
         pack(["x"], "y", val_fraction=1.0)
 

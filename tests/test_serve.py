@@ -18,7 +18,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from catdog.errors import ConfigError
-from catdog.serve import DynamicBatcher, create_app, parse_size
+from catdog.serve import DynamicBatcher, create_app
+from catdog.sizes import parse_size
 
 
 class FakePredictor:
@@ -259,12 +260,13 @@ def test_health_model_and_page(client):
 
 
 def test_bad_config_and_sizes():
-    assert parse_size("10MB") == 10 * 2**20
-    assert parse_size("512KB") == 512 * 1024
-    assert parse_size("1048576") == 2**20
-    assert parse_size("1.5 MiB") == 3 * 2**19
+    size = lambda text: parse_size(text, "--max-bytes")  # noqa: E731
+    assert size("10MB") == 10 * 2**20
+    assert size("512KB") == 512 * 1024
+    assert size("1048576") == 2**20
+    assert size("1.5 MiB") == 3 * 2**19
     with pytest.raises(ConfigError, match="--max-bytes"):
-        parse_size("ten megs")
+        size("ten megs")
     with pytest.raises(ConfigError, match="max_batch"):
         create_app(FakePredictor(), max_batch=0)
 

@@ -156,16 +156,12 @@ def load_keras_model(path: Path):
     """keras.saving.load_model with catdog's custom layers registered; ModelError on a broken file."""
     import keras
 
-    import catdog  # noqa: F401  (registers custom layers under package "catdog", if any)
+    import catdog.model  # noqa: F401  (registers custom layers under package "catdog", if any)
 
-    try:
-        import catdog.model  # noqa: F401
-    except ModuleNotFoundError as e:  # no model package yet: nothing to register
-        if e.name != "catdog.model":
-            raise
     if Path(path).suffix == ".keras" and Path(path).is_file() and not zipfile.is_zipfile(path):
         # Keras says "File not found" for an existing file that is not a zip: name the real problem
-        raise ModelError(f"{path}: not a valid .keras file (not a zip archive: empty, truncated or corrupt)")
+        raise ModelError(f"{path}: not a Keras model file (a .keras file is a zip archive; this one is not: "
+                         "empty, truncated or corrupt)")
     try:
         return keras.saving.load_model(str(path), compile=False)
     except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as e:  # BadZipFile: e.g. bad CRC-32

@@ -403,9 +403,9 @@ def cached_dataset(split_cache, batch_size: int, num_classes: int, *, shuffle: b
 
 
 def _atomic_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
+    from catdog.data.manifest import atomic_write_text
+
+    atomic_write_text(str(path), json.dumps(data, indent=2, default=float) + "\n")
 
 
 def _atomic_save(model, path: Path, **kwargs) -> None:
@@ -586,8 +586,8 @@ def _verbose() -> int:
 
 
 def _cache_key(cfg: TrainConfig, manifest: dict, precision: str) -> dict:
+    from catdog.data.manifest import file_sha256
     from catdog.model.feature_cache import pack_identity
-    from catdog.model.registry import file_sha256
 
     backbone_id = file_sha256(cfg.backbone) if Path(cfg.backbone).is_file() else cfg.backbone
     weights_id = file_sha256(cfg.weights) if Path(cfg.weights).is_file() else cfg.weights

@@ -59,7 +59,8 @@ def pack_command(
     """Check, deduplicate and split images, and write them as TFRecord shards + manifest.json."""
     from rich.console import Console
 
-    from catdog.data.pack import pack, parse_size
+    from catdog.data.pack import pack
+    from catdog.sizes import parse_size
 
     if merge:
         from catdog.data.merge import merge as merge_parts
@@ -71,7 +72,7 @@ def pack_command(
         fail("name at least one SRC folder or .zip to pack (or use --merge)")
     else:
         manifest = pack([str(s) for s in sources], str(out), val_fraction=val_fraction, seed=seed,
-                        shard_size=parse_size(shard_size), workers=workers, max_pixels=max_pixels,
+                        shard_size=parse_size(shard_size, "--shard-size"), workers=workers, max_pixels=max_pixels,
                         overwrite=overwrite, num_workers=num_workers, worker_index=worker_index)
     if "part" in manifest:
         out = Path(out) / f"part-{worker_index:05d}-of-{num_workers:05d}"

@@ -22,8 +22,8 @@ def serve(
     batch_wait_ms: Annotated[float, typer.Option(min=0.0, help="How long a request waits for others to share its batch.")] = 5.0,
 ) -> None:
     """Serve MODEL over HTTP: POST /predict, POST /predict/batch, GET /health, GET /model, and a web page at /."""
-    from catdog.serve import parse_size
+    from catdog.sizes import parse_size
     from catdog.serve import serve as run_server
 
-    run_server(model, host=host, port=port, max_bytes=parse_size(max_bytes), max_pixels=int(max_megapixels * 1e6),
+    run_server(model, host=host, port=port, max_bytes=parse_size(max_bytes, "--max-bytes"), max_pixels=int(max_megapixels * 1e6),
                max_batch=max_batch, batch_wait_ms=batch_wait_ms)

@@ -46,18 +46,6 @@ SIDE_FILES = ("rejected.csv", "duplicates.csv", "leakage.csv")
 SHARD_NAME = re.compile(r"^(train|val|test)-\d{5}-of-\d{5}\.tfrecord$")
 RECORD_OVERHEAD = 256  # bytes of features + framing per record, for shard planning only
 _CHUNK = 32  # images per check task: big enough to amortise IPC, small enough for a smooth progress bar
-_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20, "mib": 2**20,
-          "g": 2**30, "gb": 2**30, "gib": 2**30}
-
-
-def parse_size(text: str | int) -> int:
-    """'128MB', '64mb', '1GB', '500000' -> bytes (K/M/G are binary: 1MB = 2**20)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(text))
-    if not m or m.group(2).lower() not in _UNITS:
-        raise ConfigError(f"--shard-size: cannot read {text!r}; use bytes or a size like 64MB, 128MB, 1GB")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-
-
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One usable image after the check pass: all the parent keeps per image (no pixels, no bytes)."""

@@ -8,13 +8,12 @@ model) and returns a feature map (N, h, w, C) or pooled features (N, C). Any sav
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from catdog.errors import ConfigError, ModelError
+from catdog.errors import ConfigError
 
 WEIGHT_CHOICES = ("imagenet", "none")  # or a path to a weights file
 
@@ -86,24 +85,8 @@ def get_backbone(name: str) -> BackboneEntry:
 
 def _file_builder(path: str) -> Callable:
     def build(input_shape, weights):
-        import zipfile
+        from catdog.run import load_keras_model
 
-        import keras
-
-        if path.endswith(".keras") and not zipfile.is_zipfile(path):  # Keras would say "File not found"
-            raise ModelError(f"{path}: not a Keras model file (a .keras file is a zip archive; this one is not)")
-        try:
-            model = keras.saving.load_model(path, compile=False)
-        except (OSError, ValueError, TypeError) as e:
-            raise ModelError(f"{path}: cannot load as a Keras model ({e})") from e
-        return model
+        return load_keras_model(path)
 
     return build
-
-
-def file_sha256(path: str, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()

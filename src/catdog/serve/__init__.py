@@ -7,33 +7,14 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from catdog.errors import ConfigError
 from catdog.serve.app import Predictor, create_app
 from catdog.serve.batcher import DynamicBatcher
 
-__all__ = ["DynamicBatcher", "Predictor", "create_app", "parse_size", "serve"]
+__all__ = ["DynamicBatcher", "Predictor", "create_app", "serve"]
 
-_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20, "mib": 2**20,
-          "g": 2**30, "gb": 2**30, "gib": 2**30}
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-
-
-def parse_size(text: str | int, option: str = "--max-bytes") -> int:
-    """'10MB' -> 10485760. Units are binary (KB = 1024 bytes); a bare number is bytes."""
-    if isinstance(text, int):
-        value = text
-    else:
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
-        unit = match.group(2).lower() if match else None
-        if not match or unit not in _UNITS:
-            raise ConfigError(f"{option}: cannot read {text!r} as a size; use e.g. 10MB, 512KB or 1048576")
-        value = int(float(match.group(1)) * _UNITS[unit])
-    if value < 1:
-        raise ConfigError(f"{option}: must be at least 1 byte, got {text!r}")
-    return value
 
 
 def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, max_bytes: int = 10 * 2**20,
