@@ -66,6 +66,7 @@ class TrainConfig:
     fine_tune_lr: float = 1e-5  # low, so fine-tuning adjusts rather than destroys the pretrained features
     dropout: float = 0.2  # before the dense head
     l2: float = 1e-4  # L2 penalty on the dense head's kernel
+    label_smoothing: float = 0.0  # training targets y * (1 - s) + s / C; scores and calibration use the true labels
     class_weights: str = "auto"  # auto (balanced when classes are imbalanced) | balanced | none
     cache: bool = True  # phase 1 on cached backbone features: the backbone runs once per image, not per epoch
     cache_views: int = 0  # extra augmented views of each training image in the cache (0 = plain view only)
@@ -106,6 +107,8 @@ class TrainConfig:
             raise ConfigError(f"--dropout must be in [0, 1); got {self.dropout}")
         if self.l2 < 0:
             raise ConfigError(f"--l2 must be >= 0; got {self.l2}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"--label-smoothing must be in [0, 1); got {self.label_smoothing}")
         if isinstance(self.unfreeze, float) and not 0 < self.unfreeze <= 1:
             raise ConfigError(f"--unfreeze fraction must be in (0, 1]; got {self.unfreeze}")
         if isinstance(self.unfreeze, int) and self.unfreeze < 0:
@@ -237,19 +240,45 @@ def _np_labels(y: np.ndarray, num_classes: int) -> np.ndarray:
     return y.astype(np.float32).reshape(-1, 1) if num_classes == 2 else y.astype(np.int32)
 
 
-def compile_model(model, learning_rate, num_classes: int, *, jit_compile: bool = False) -> None:
-    """Adam + cross-entropy; metrics `accuracy` and `log_loss` (unweighted, unregularised: the monitor)."""
+def compile_model(model, learning_rate, num_classes: int, *, jit_compile: bool = False,
+                  label_smoothing: float = 0.0) -> None:
+    """Adam + cross-entropy (optionally label-smoothed); metrics `accuracy` and `log_loss` (unweighted,
+    unregularised, on the true labels: the monitor)."""
     import keras
 
     if num_classes == 2:
-        loss, metrics = keras.losses.BinaryCrossentropy(), [keras.metrics.BinaryAccuracy(name="accuracy"),
-                                                            keras.metrics.BinaryCrossentropy(name="log_loss")]
+        loss = keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
+        metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.BinaryCrossentropy(name="log_loss")]
     else:
-        loss, metrics = keras.losses.SparseCategoricalCrossentropy(), [
+        loss, metrics = _smoothed_sparse_loss(num_classes, label_smoothing), [
             keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
             keras.metrics.SparseCategoricalCrossentropy(name="log_loss")]
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics,
                   jit_compile=jit_compile)
+
+
+def _smoothed_sparse_loss(num_classes: int, label_smoothing: float):
+    """Sparse categorical cross-entropy; with smoothing, a registered loss that one-hot encodes the labels
+    (a named class, so the head saved for --resume loads back with its loss)."""
+    import keras
+
+    if not label_smoothing:
+        return keras.losses.SparseCategoricalCrossentropy()
+
+    @keras.saving.register_keras_serializable(package="catdog")
+    class SmoothedSparseCrossentropy(keras.losses.Loss):
+        def __init__(self, num_classes, label_smoothing, **kwargs):
+            super().__init__(**kwargs)
+            self.num_classes, self.label_smoothing = num_classes, label_smoothing
+
+        def call(self, y_true, y_pred):
+            onehot = keras.ops.one_hot(keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,)), self.num_classes)
+            return keras.losses.categorical_crossentropy(onehot, y_pred, label_smoothing=self.label_smoothing)
+
+        def get_config(self):
+            return {**super().get_config(), "num_classes": self.num_classes, "label_smoothing": self.label_smoothing}
+
+    return SmoothedSparseCrossentropy(num_classes, label_smoothing)
 
 
 def learning_rate(cfg: TrainConfig, peak: float, total_steps: int):
@@ -637,9 +666,11 @@ def phase1_cached(cfg, run_dir, state, backbone, head, num_classes, weights, man
     val_seq = cached_dataset(val_cache, batch, num_classes, shuffle=False, seed=cfg.seed, views=1)
     last_head = run_dir / "last_head.keras"
     if done and last_head.is_file():
+        _smoothed_sparse_loss(num_classes, cfg.label_smoothing)  # registers the loss class the head was saved with
         head = keras.saving.load_model(last_head)  # compiled, with the optimizer state of the last epoch
     else:
-        compile_model(head, learning_rate(cfg, cfg.lr, len(train_seq) * cfg.epochs), num_classes, jit_compile=cfg.xla)
+        compile_model(head, learning_rate(cfg, cfg.lr, len(train_seq) * cfg.epochs), num_classes, jit_compile=cfg.xla,
+                      label_smoothing=cfg.label_smoothing)
     recorder = _make_recorder(run_dir, state, 1, cfg.monitor, cfg.patience, 0, last_head,
                               run_dir / "best_head.weights.h5", {}, {})
     fit_start = time.perf_counter()
@@ -663,7 +694,8 @@ def phase_on_images(cfg, run_dir, state, phase, classifier, num_classes, weights
     done = state[f"phase{phase}"]["epochs_done"]
     steps = math.ceil(num_examples(cfg.data, "train") / global_batch_size(cfg))
     if getattr(classifier, "optimizer", None) is None or not classifier.compiled:
-        compile_model(classifier, learning_rate(cfg, peak_lr, steps * epochs), num_classes, jit_compile=cfg.xla)
+        compile_model(classifier, learning_rate(cfg, peak_lr, steps * epochs), num_classes, jit_compile=cfg.xla,
+                      label_smoothing=cfg.label_smoothing)
     train_ds = image_dataset(cfg, "train", num_classes, training=True, weights=weights, order_seed=cfg.seed + done)
     val_ds = image_dataset(cfg, "val", num_classes, training=False)
     recorder = _make_recorder(run_dir, state, phase, cfg.monitor, cfg.patience, epoch_offset, run_dir / "last.keras",
