@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -181,11 +182,12 @@ def convert(model) -> bytes:
 
 
 def _first_line(error: Exception) -> str:
-    """The converter's errors are pages long; keep the line that names the problem."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    for line in lines:
-        if "not supported" in line or "failed to legalize" in line.lower() or "error:" in line.lower():
-            return line.split("error: ", 1)[-1][:300]
+    """The converter's errors are pages long; say which ops are missing, else keep the first meaningful line."""
+    text = str(error)
+    ops = sorted(set(re.findall(r"'(tf\.\w+)' op is neither a custom op nor a flex op", text)))
+    if ops:
+        return f"{', '.join(ops)} {'is not a' if len(ops) == 1 else 'are not'} LiteRT built-in op{'s' * (len(ops) > 1)}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     return (lines[0] if lines else type(error).__name__)[:300]
 
 

@@ -43,7 +43,7 @@ IMBALANCE_RATIO = 1.5  # "auto" class weights switch on above this max/min class
 RUN_INFO_KEYS = ("catdog_version", "tensorflow_version", "keras_version", "python_version", "manifest_fingerprint",
                  "classes", "feature_dim", "created")
 # fields that may differ on --resume: where the run lives and what is logged, not what is trained
-RESUME_FREE_KEYS = ("name", "runs_dir", "cache_dir", "profile")
+RESUME_FREE_KEYS = ("name", "runs_dir", "cache_dir", "profile", "runtime")
 CSV_COLUMNS = ("epoch", "phase", "loss", "accuracy", "log_loss", "val_loss", "val_accuracy", "val_log_loss",
                "learning_rate", "seconds")
 
@@ -71,6 +71,7 @@ class TrainConfig:
     cache: bool = True  # phase 1 on cached backbone features: the backbone runs once per image, not per epoch
     cache_views: int = 0  # extra augmented views of each training image in the cache (0 = plain view only)
     cache_dir: str | None = None  # None = $XDG_CACHE_HOME/catdog/features
+    runtime: str = "auto"  # runs the frozen backbone for the cache: auto (LiteRT on a CPU, TF on a GPU) | tensorflow | litert
     flip: bool = True  # augmentation (training split only; cache views and phase 2)
     brightness: float = 0.1
     contrast: float = 0.1
@@ -117,6 +118,9 @@ class TrainConfig:
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("class-weights", self.class_weights, CLASS_WEIGHT_MODES)
         _check_choice("monitor", self.monitor, MONITORS)
+        from catdog.runtime import RUNTIMES
+
+        _check_choice("runtime", self.runtime, RUNTIMES)
         _check_choice("mixed-precision", self.mixed_precision, MIXED_PRECISION_MODES)
         from catdog.distribute import STRATEGIES
 
@@ -627,6 +631,11 @@ def _cache_key(cfg: TrainConfig, manifest: dict, precision: str) -> dict:
     return key
 
 
+def _backbone_label(cfg: TrainConfig) -> str:
+    """The backbone's short name for the runtime's messages and file names."""
+    return Path(cfg.backbone).stem if Path(cfg.backbone).suffix else cfg.backbone
+
+
 def _profile_phase(cfg, use_cache: bool) -> int:
     """--profile traces the phase that runs images through the backbone (phase 1 unless it runs on the cache)."""
     return 2 if use_cache and cfg.fine_tune_epochs else 1
@@ -646,7 +655,7 @@ def phase1_cached(cfg, run_dir, state, backbone, head, num_classes, weights, man
     aug = cfg.augment_config()
     if cfg.cache_views and aug.is_off():
         raise ConfigError("--cache-views needs augmentation; every augmentation switch is off")
-    common = dict(resize=cfg.resize, batch_size=cfg.batch_size)
+    common = dict(resize=cfg.resize, batch_size=cfg.batch_size, runtime=cfg.runtime, label=_backbone_label(cfg))
     train_cache = ensure_split(folder, _cache_key(cfg, manifest, precision), extractor, cfg.data, "train",
                                cfg.image_size, views=cfg.cache_views, augment=build_augment(aug),
                                augment_id=aug.fingerprint(), **common)
@@ -869,7 +878,7 @@ def _resume_config(run_dir: Path, config: TrainConfig | None) -> TrainConfig:
     stored = TrainConfig.from_run_config(json.loads((run_dir / "config.json").read_text()))
     cfg = resolve(config) if config is not None else stored
     check_resume_config(cfg, stored, run_dir)
-    return dataclasses.replace(stored, profile=cfg.profile, cache_dir=cfg.cache_dir)
+    return dataclasses.replace(stored, profile=cfg.profile, cache_dir=cfg.cache_dir, runtime=cfg.runtime)
 
 
 def _worker_run_dir(cfg: TrainConfig) -> Path:
@@ -969,7 +978,8 @@ def _reuse_val_cache(cfg, backbone, manifest, precision):
     key = _cache_key(cfg, manifest, precision)
     folder = cache_folder(cfg.cache_dir or default_cache_root(), key)
     return None, ensure_split(folder, key, feature_extractor(backbone, cfg.image_size), cfg.data, "val",
-                              cfg.image_size, resize=cfg.resize, batch_size=cfg.batch_size)
+                              cfg.image_size, resize=cfg.resize, batch_size=cfg.batch_size, runtime=cfg.runtime,
+                              label=_backbone_label(cfg))
 
 
 # ---------------------------------------------------------------------------------------------------------
