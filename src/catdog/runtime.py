@@ -34,6 +34,7 @@ from catdog.errors import ConfigError, ModelError
 RUNTIMES = ("auto", "tensorflow", "litert")
 PARITY_TOLERANCE = 1e-4  # max abs difference of outputs (probabilities, or features relative to their scale)
 FORMAT_VERSION = 1
+INVOKE_BATCH = 1  # images per interpreter invoke: XNNPACK on this CPU was fastest per image (bench/runtime_bench.py)
 log = logging.getLogger("catdog.runtime")
 _noticed: set[str] = set()  # models whose fallback notice was already logged (once per process)
 
@@ -124,14 +125,15 @@ class TensorFlowRuntime:
 class LiteRTRuntime:
     """A .tflite model on the LiteRT interpreter (XNNPACK, one thread per core), any batch size.
 
-    The interpreter has static shapes, so the batch dimension is resized when the batch size changes
-    (the last batch of a pass is usually smaller); invoke releases the GIL, so a tf.data pipeline keeps
-    decoding the next batch meanwhile.
+    A batch is run in chunks of `invoke_batch` images: XNNPACK's per-image speed drops for large batches
+    on a small CPU (activations no longer fit the caches), while a small fixed chunk keeps one tensor
+    shape (the interpreter has static shapes; a different size means resize + allocate). Invoke releases
+    the GIL, so a tf.data pipeline keeps decoding the next batch meanwhile.
     """
 
     name = "litert"
 
-    def __init__(self, path, num_threads: int | None = None):
+    def __init__(self, path, num_threads: int | None = None, invoke_batch: int = INVOKE_BATCH):
         from ai_edge_litert.interpreter import Interpreter
 
         self.path = Path(path)
@@ -142,9 +144,16 @@ class LiteRTRuntime:
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
         self._shape = None
+        self.invoke_batch = max(1, int(invoke_batch))
 
     def __call__(self, images) -> np.ndarray:
         images = np.ascontiguousarray(images, dtype=np.float32)
+        if len(images) <= self.invoke_batch:
+            return self._invoke(images)
+        return np.concatenate([self._invoke(images[i : i + self.invoke_batch])
+                               for i in range(0, len(images), self.invoke_batch)])
+
+    def _invoke(self, images: np.ndarray) -> np.ndarray:
         if images.shape != self._shape:
             self._interpreter.resize_tensor_input(self._input, list(images.shape), strict=False)
             self._interpreter.allocate_tensors()

@@ -1,0 +1,246 @@
+"""Benchmark the CPU runtime: default pack + train, feature caching and predict per runtime, against TensorFlow.
+
+    $ python bench/runtime_bench.py                    # everything below, on the 5,000 shared photos
+    $ python bench/runtime_bench.py --skip-train --onnx
+
+In one run (same machine, same load):
+1. `default`: `catdog pack` of the photos + `catdog train PACKED --backbone LITE0` with no other option
+   (fresh feature cache; the converted backbone is built in the run unless --warm-models), wall times and
+   the val accuracy / log loss it reaches;
+2. feature caching images/s per runtime (tensorflow, litert) over the whole pack (train + val, plain view),
+   each into a fresh cache folder, the decode pipeline included;
+3. `predict` images/s per runtime on the photos (files -> decode -> model -> CSV), with the trained run;
+4. for Lite0 (features and the trained classifier) and for efficientnetv2b0 / mobilenetv3small classifiers
+   with random weights (no download): images/s on PRELOADED decoded images of TensorFlow's compiled forward
+   pass (tf.function, batch 32) and of LiteRT (and ONNX Runtime with --onnx), in alternating rounds so
+   background load hits all alike; the ratios to TensorFlow are the figures.
+Writes --work/runtime_bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def load_photos(source: Path, count: int, size: int = 224) -> "np.ndarray":
+    """`count` photos decoded and resized as catdog does, float32 0..255 (the preloaded input)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from catdog.data.decode import decode_and_resize
+
+    files = sorted(source.glob("*.jpg"))[:count]
+    return np.stack([decode_and_resize(tf.io.read_file(str(f)), size, "squash").numpy() for f in files])
+
+
+def rates(fns: dict, images, rounds: int, batch: int = 32) -> dict:
+    """images/s of each callable over `images` in batches, median of alternating rounds (after a warm-up)."""
+    for fn in fns.values():
+        fn(images[:batch])
+    out = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for i in range(0, len(images), batch):
+                fn(images[i : i + batch])
+            out[name].append(len(images) / (time.perf_counter() - start))
+    return {name: round(statistics.median(v), 1) for name, v in out.items()}
+
+
+def onnx_runtime(model):
+    """ONNX Runtime session (via tf2onnx) as a callable, or None when tf2onnx / onnxruntime are missing."""
+    try:
+        import onnxruntime as ort
+        import tensorflow as tf
+        import tf2onnx
+    except ImportError:
+        return None
+    from catdog.runtime import cpu_threads
+
+    spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32, name="images")
+    proto, _ = tf2onnx.convert.from_function(tf.function(lambda x: model(x, training=False)), input_signature=[spec],
+                                             opset=17)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = cpu_threads()
+    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})[0]
+
+
+def compare(label: str, model, images, work: Path, rounds: int, onnx: bool, invoke_batches=(1,)) -> dict:
+    """Preloaded-image rates of TF compiled / LiteRT (/ ORT) for one model, with the parity of each."""
+    import numpy as np
+
+    from catdog import runtime
+
+    fns = {"tensorflow": runtime.TensorFlowRuntime(model)}
+    start = time.perf_counter()
+    lite = runtime.build_litert(model, work / "models", label)
+    build_s = time.perf_counter() - start
+    for b in invoke_batches:
+        fns[f"litert_b{b}"] = runtime.LiteRTRuntime(lite.path, invoke_batch=b)
+    if onnx:
+        ort = onnx_runtime(model)
+        if ort is not None:
+            fns["onnxruntime"] = ort
+    reference = fns["tensorflow"](images[:8])
+    parity = {name: float(np.max(np.abs(np.asarray(fn(images[:8])) - reference))) for name, fn in fns.items()}
+    result = {"images_per_s": rates(fns, images, rounds), "max_abs_diff_vs_tf": parity, "litert_build_s": round(build_s, 1)}
+    tf_rate = result["images_per_s"]["tensorflow"]
+    result["ratio_vs_tf"] = {k: round(v / tf_rate, 2) for k, v in result["images_per_s"].items()}
+    print(f"{label}: {result['images_per_s']} ratio {result['ratio_vs_tf']} parity {parity}", flush=True)
+    return result
+
+
+def classifier_for(backbone, size: int = 224, seed: int = 0):
+    """backbone -> GAP -> Dense logits -> calibrated probabilities, as a run folder's inference model is."""
+    import keras
+
+    from catdog.run import calibrated_model
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((size, size, 3))
+    x = backbone(inputs, training=False)
+    if len(x.shape) == 4:
+        x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(1, name="logits")(x)
+    x = keras.layers.Activation("sigmoid", name="probs")(x)
+    return calibrated_model(keras.Model(inputs, x), 2, 1.0)
+
+
+def cache_rate(packed: Path, backbone_path: str, work: Path, name: str) -> dict:
+    """Feature caching (train + val plain view) through runtime `name` into a fresh cache: images/s."""
+    import keras
+
+    from catdog.data import manifest as manifest_lib
+    from catdog.model.classifier import feature_extractor
+    from catdog.model.feature_cache import ensure_split
+
+    extractor = feature_extractor(keras.saving.load_model(backbone_path, compile=False), 224)
+    folder = work / f"cache-{name}" / "features"
+    shutil.rmtree(folder, ignore_errors=True)
+    if name == "litert":  # the converted backbone from part 1 (conversion is timed there, not here)
+        shutil.copytree(work / "cache" / "models", folder.parent / "models", dirs_exist_ok=True)
+    manifest = manifest_lib.read_manifest(str(packed))
+    rows = sum(manifest["splits"][s]["num_examples"] for s in ("train", "val"))
+    start = time.perf_counter()
+    for split in ("train", "val"):
+        ensure_split(folder, {}, extractor, str(packed), split, 224, runtime=name, show_progress=False,
+                     label=Path(backbone_path).stem)
+    seconds = time.perf_counter() - start
+    print(f"feature caching, {name}: {rows} images in {seconds:.1f} s = {rows / seconds:.1f} images/s", flush=True)
+    return {"images": rows, "seconds": round(seconds, 1), "images_per_s": round(rows / seconds, 1)}
+
+
+def predict_rate(run_dir: Path, source: Path, work: Path, name: str) -> dict:
+    from catdog.predict import predict
+
+    out = work / f"submission-{name}.csv"
+    start = time.perf_counter()
+    summary = predict(str(run_dir), [str(source)], str(out), runtime=name, progress=False)
+    seconds = time.perf_counter() - start
+    count = summary.count if hasattr(summary, "count") else sum(1 for _ in out.open()) - 1
+    print(f"predict, {name}: {count} images in {seconds:.1f} s = {count / seconds:.1f} images/s", flush=True)
+    return {"images": count, "seconds": round(seconds, 1), "images_per_s": round(count / seconds, 1)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--source", default=str(SHARED / "data" / "dogs-vs-cats" / "train"))
+    p.add_argument("--backbone", default=str(SHARED / "weights" / "efficientnet_lite0_imagenet_notop.keras"))
+    p.add_argument("--work", default="/tmp/catdog-runtime-bench", help="pack, caches, runs go here (wiped)")
+    p.add_argument("--preloaded", type=int, default=256, help="photos decoded up front for the model-only rates")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--onnx", action="store_true", help="also time ONNX Runtime (needs tf2onnx + onnxruntime)")
+    p.add_argument("--warm-models", action="store_true", help="convert the backbone before the timed train")
+    p.add_argument("--skip-train", action="store_true", help="reuse --work's pack and run (parts 2-4 only)")
+    args = p.parse_args()
+    source, work = Path(args.source), Path(args.work)
+    if not source.is_dir() or not Path(args.backbone).is_file():
+        print(f"missing {source} or {args.backbone}", file=sys.stderr)
+        return 2
+    import keras
+
+    from catdog.model.classifier import feature_extractor
+
+    result = {"machine": "2-core x86_64 CPU, 24 GB, no GPU", "load_average_start": os.getloadavg()}
+    packed, run_dir = work / "packed", work / "runs" / "default"
+    if not args.skip_train:
+        from catdog.data.pack import pack
+        from catdog.train import TrainConfig, train
+
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        if args.warm_models:
+            from catdog.runtime import build_litert
+
+            extractor = feature_extractor(keras.saving.load_model(args.backbone, compile=False), 224)
+            build_litert(extractor, work / "cache" / "models", Path(args.backbone).stem)
+        t0 = time.perf_counter()
+        pack(str(source), str(packed), progress=False)
+        pack_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        train(TrainConfig(data=str(packed), backbone=args.backbone, cache_dir=str(work / "cache" / "features"),
+                          runs_dir=str(work / "runs"), name="default"))
+        train_s = time.perf_counter() - t1
+        summary = json.loads((run_dir / "summary.json").read_text())
+        result["default"] = {"pack_s": round(pack_s, 1), "train_s": round(train_s, 1),
+                             "pack_plus_train_s": round(pack_s + train_s, 1), "warm_models": args.warm_models,
+                             "cache_s": summary["timings"]["cache_seconds"], "val_accuracy": summary["val_accuracy"],
+                             "val_log_loss": summary["val_log_loss"],
+                             "val_log_loss_calibrated": summary["val_log_loss_calibrated"],
+                             "epochs_run": summary["epochs_run"]["phase1"], "num_val": summary["num_val"]}
+        print(f"default pack + train: {result['default']}", flush=True)
+        keras.backend.clear_session()
+
+    images = load_photos(source, args.preloaded)
+    backbone = keras.saving.load_model(args.backbone, compile=False)
+    preloaded = {"lite0_features": compare("lite0-features", feature_extractor(backbone, 224), images, work,
+                                           args.rounds, args.onnx, invoke_batches=(1, 4, 32))}
+    if run_dir.is_dir():
+        from catdog.run import load_run
+
+        preloaded["lite0_classifier"] = compare("lite0-classifier", load_run(run_dir).inference_model(), images, work,
+                                                args.rounds, args.onnx)
+    for name in ("efficientnetv2b0", "mobilenetv3small"):
+        from catdog.model.classifier import build_backbone
+        from catdog.model.registry import get_backbone
+
+        model = classifier_for(build_backbone(get_backbone(name), "none", 224))
+        preloaded[name] = compare(name, model, images, work, args.rounds, args.onnx)
+        keras.backend.clear_session()
+    result["preloaded"] = preloaded
+
+    result["feature_caching"] = {name: cache_rate(packed, args.backbone, work, name) for name in ("tensorflow", "litert")}
+    tf_rate = preloaded["lite0_features"]["images_per_s"]["tensorflow"]
+    lite_rate = preloaded["lite0_features"]["images_per_s"]["litert_b1"]
+    result["feature_caching"]["litert_vs_tf_compiled_preloaded"] = round(
+        result["feature_caching"]["litert"]["images_per_s"] / tf_rate, 2)
+    result["feature_caching"]["litert_end_to_end_vs_litert_preloaded"] = round(
+        result["feature_caching"]["litert"]["images_per_s"] / lite_rate, 2)
+    if run_dir.is_dir():
+        result["predict"] = {name: predict_rate(run_dir, source, work, name) for name in ("tensorflow", "litert")}
+        tf_cls = preloaded["lite0_classifier"]["images_per_s"]["tensorflow"]
+        lite_cls = preloaded["lite0_classifier"]["images_per_s"]["litert_b1"]
+        result["predict"]["litert_vs_tf_compiled_preloaded"] = round(result["predict"]["litert"]["images_per_s"] / tf_cls, 2)
+        result["predict"]["litert_end_to_end_vs_litert_preloaded"] = round(
+            result["predict"]["litert"]["images_per_s"] / lite_cls, 2)
+    result["load_average_end"] = os.getloadavg()
+    (work / "runtime_bench.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k != "preloaded"}, indent=2))
+    print(f"details: {work / 'runtime_bench.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
