@@ -175,7 +175,7 @@ def convert(model) -> bytes:
     spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32, name="images")
     try:
         forward = tf.function(lambda images: model(images, training=False)).get_concrete_function(spec)
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([convert_variables_to_constants_v2(forward)])
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([convert_variables_to_constants_v2(forward)], model)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         return converter.convert()
     except Exception as e:  # noqa: BLE001 - any converter failure becomes one line: this model does not convert

@@ -57,15 +57,15 @@ class TrainConfig:
     weights: str | None = None  # imagenet | none | PATH; None = the backbone's default (imagenet, or the file's own)
     image_size: int | tuple[int, int] | None = None  # None = the backbone's native size
     resize: str = "squash"  # squash | crop | pad, as catdog.data.decode.resize
-    epochs: int = 10  # phase 1: frozen backbone, the head trains (on cached features by default)
+    epochs: int = 60  # phase 1: frozen backbone, the head trains (on cached features by default)
     batch_size: int = 32
-    lr: float = 1e-3  # phase-1 peak learning rate (Adam)
+    lr: float = 6e-3  # phase-1 peak learning rate (Adam)
     schedule: str = "cosine"  # learning-rate schedule over each phase: cosine decay to 0, or constant
     fine_tune_epochs: int = 0  # phase 2: unfrozen top of the backbone, real augmented images; 0 = skip
     unfreeze: int | float = 0.2  # phase 2: top N layers (int) or that fraction of the backbone's layers (float)
     fine_tune_lr: float = 1e-5  # low, so fine-tuning adjusts rather than destroys the pretrained features
     dropout: float = 0.2  # before the dense head
-    l2: float = 1e-4  # L2 penalty on the dense head's kernel
+    l2: float = 1e-3  # L2 penalty on the dense head's kernel
     label_smoothing: float = 0.0  # training targets y * (1 - s) + s / C; scores and calibration use the true labels
     class_weights: str = "auto"  # auto (balanced when classes are imbalanced) | balanced | none
     cache: bool = True  # phase 1 on cached backbone features: the backbone runs once per image, not per epoch
@@ -81,7 +81,7 @@ class TrainConfig:
     runs_dir: str = "runs"
     name: str | None = None  # run folder name; None = <backbone>-<YYYYmmdd-HHMMSS>
     seed: int = 42  # shuffling, head init, dropout and augmentation
-    patience: int = 3  # early stopping: epochs without improvement of `monitor`, per phase
+    patience: int = 10  # early stopping: epochs without improvement of `monitor`, per phase
     monitor: str = "val_log_loss"  # best checkpoint and early stopping follow this
     mixed_precision: str = "auto"  # auto = on when a GPU is visible
     xla: bool = False  # jit_compile the train step (mostly helps on GPUs)
