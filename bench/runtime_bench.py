@@ -77,7 +77,7 @@ def onnx_runtime(model):
     return lambda x: session.run(None, {name: x})[0]
 
 
-def compare(label: str, model, images, work: Path, rounds: int, onnx: bool, invoke_batches=(1,)) -> dict:
+def compare(label: str, model, images, work: Path, rounds: int, onnx: bool, invoke_batches=(4,)) -> dict:
     """Preloaded-image rates of TF compiled / LiteRT (/ ORT) for one model, with the parity of each."""
     import numpy as np
 
@@ -206,7 +206,7 @@ def main() -> int:
     images = load_photos(source, args.preloaded)
     backbone = keras.saving.load_model(args.backbone, compile=False)
     preloaded = {"lite0_features": compare("lite0-features", feature_extractor(backbone, 224), images, work,
-                                           args.rounds, args.onnx, invoke_batches=(1, 4, 32))}
+                                           args.rounds, args.onnx, invoke_batches=(1, 4, 8, 32))}
     if run_dir.is_dir():
         from catdog.run import load_run
 
@@ -223,7 +223,7 @@ def main() -> int:
 
     result["feature_caching"] = {name: cache_rate(packed, args.backbone, work, name) for name in ("tensorflow", "litert")}
     tf_rate = preloaded["lite0_features"]["images_per_s"]["tensorflow"]
-    lite_rate = preloaded["lite0_features"]["images_per_s"]["litert_b1"]
+    lite_rate = preloaded["lite0_features"]["images_per_s"]["litert_b4"]
     result["feature_caching"]["litert_vs_tf_compiled_preloaded"] = round(
         result["feature_caching"]["litert"]["images_per_s"] / tf_rate, 2)
     result["feature_caching"]["litert_end_to_end_vs_litert_preloaded"] = round(
@@ -231,7 +231,7 @@ def main() -> int:
     if run_dir.is_dir():
         result["predict"] = {name: predict_rate(run_dir, source, work, name) for name in ("tensorflow", "litert")}
         tf_cls = preloaded["lite0_classifier"]["images_per_s"]["tensorflow"]
-        lite_cls = preloaded["lite0_classifier"]["images_per_s"]["litert_b1"]
+        lite_cls = preloaded["lite0_classifier"]["images_per_s"]["litert_b4"]
         result["predict"]["litert_vs_tf_compiled_preloaded"] = round(result["predict"]["litert"]["images_per_s"] / tf_cls, 2)
         result["predict"]["litert_end_to_end_vs_litert_preloaded"] = round(
             result["predict"]["litert"]["images_per_s"] / lite_cls, 2)

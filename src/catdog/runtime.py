@@ -32,7 +32,7 @@ from catdog.errors import ConfigError, ModelError
 RUNTIMES = ("auto", "tensorflow", "litert")
 PARITY_TOLERANCE = 1e-4  # max abs difference of outputs (probabilities, or features relative to their scale)
 FORMAT_VERSION = 1
-INVOKE_BATCH = 1  # images per interpreter invoke: XNNPACK on this CPU was fastest per image (bench/runtime_bench.py)
+INVOKE_BATCH = 4  # images per interpreter invoke: 4-8 were fastest per image on this CPU, 32 slower (bench/runtime_bench.py)
 log = logging.getLogger("catdog.runtime")
 _noticed: set[str] = set()  # models whose fallback notice was already logged (once per process)
 
