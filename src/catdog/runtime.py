@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -143,13 +144,15 @@ class LiteRTRuntime:
         self._output = self._interpreter.get_output_details()[0]["index"]
         self._shape = None
         self.invoke_batch = max(1, int(invoke_batch))
+        self._lock = threading.Lock()  # one interpreter, one caller at a time (serve calls from worker threads)
 
     def __call__(self, images) -> np.ndarray:
         images = np.ascontiguousarray(images, dtype=np.float32)
-        if len(images) <= self.invoke_batch:
-            return self._invoke(images)
-        return np.concatenate([self._invoke(images[i : i + self.invoke_batch])
-                               for i in range(0, len(images), self.invoke_batch)])
+        with self._lock:
+            if len(images) <= self.invoke_batch:
+                return self._invoke(images)
+            return np.concatenate([self._invoke(images[i : i + self.invoke_batch])
+                                   for i in range(0, len(images), self.invoke_batch)])
 
     def _invoke(self, images: np.ndarray) -> np.ndarray:
         if images.shape != self._shape:
