@@ -72,9 +72,9 @@ def main() -> None:
     import tensorflow as tf
 
     from catdog.data.decode import decode_and_resize
-    from catdog.export import export
+    from catdog.exporting import export
     from catdog.predict import IMAGE_EXTENSIONS, KerasPredictor, SavedModelPredictor, TFLitePredictor, natural_key
-    from catdog.export import read_metadata
+    from catdog.export_metadata import read_metadata
     from catdog.run import load_run
 
     work = Path(tempfile.mkdtemp(prefix="predict-bench-"))

@@ -149,7 +149,7 @@ def _from_metadata(metadata: dict):
 
 def load_predictor(path) -> Predictor:
     """A run folder, SavedModel folder (or its TF Serving base folder), .tflite or exported .keras -> Predictor."""
-    from catdog import export
+    from catdog import export_metadata as export
 
     path = Path(path)
     if not path.exists():

@@ -30,11 +30,12 @@ from pathlib import Path
 import numpy as np
 
 from catdog.errors import ConfigError, ModelError
+# metadata helpers live apart so that predictors can read exports without importing the exporter
+from catdog.export_metadata import (METADATA_FORMAT, SAVED_MODEL_METADATA, find_saved_model,  # noqa: F401
+                                    metadata_path, read_metadata)
 
 FORMATS = ("savedmodel", "tflite", "keras")
 QUANTIZE = ("none", "dynamic")  # dynamic: int8 weights, float activations (TFLite only)
-METADATA_FORMAT = "catdog-export/1"
-SAVED_MODEL_METADATA = "catdog.json"
 FLOAT_TOLERANCE = 1e-5
 PARITY_SAMPLES = 16
 
@@ -57,41 +58,10 @@ class ExportResult:
 # ----------------------------------------------------------------------------------------------- metadata
 
 
-def metadata_path(model_path) -> Path:
-    """SavedModel folder -> folder/catdog.json; model.tflite -> model.tflite.json; model.keras -> model.keras.json."""
-    model_path = Path(model_path)
-    if model_path.is_dir() or model_path.suffix == "":
-        return model_path / SAVED_MODEL_METADATA
-    return model_path.with_name(model_path.name + ".json")
-
-
-def read_metadata(model_path) -> dict:
-    path = metadata_path(model_path)
-    if not path.is_file():
-        raise ModelError(f"{model_path}: no export metadata ({path} missing); pass the run folder itself, "
-                         "or a model written by `catdog export`")
-    try:
-        metadata = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ModelError(f"{path}: cannot read export metadata ({e})") from e
-    if metadata.get("format") != METADATA_FORMAT or not {"classes", "image_size", "resize"} <= metadata.keys():
-        raise ModelError(f"{path}: not catdog export metadata (expected format {METADATA_FORMAT!r})")
-    return metadata
-
-
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(tmp, path)
-
-
-def find_saved_model(path) -> Path | None:
-    """A SavedModel folder, or the newest numeric version inside a TF Serving base folder; None if neither."""
-    path = Path(path)
-    if (path / "saved_model.pb").is_file():
-        return path
-    versions = [d for d in path.iterdir() if d.is_dir() and d.name.isdigit() and (d / "saved_model.pb").is_file()]
-    return max(versions, key=lambda d: int(d.name)) if versions else None
 
 
 def _metadata(run, fmt: str, quantize: str) -> dict:
