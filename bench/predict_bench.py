@@ -73,7 +73,9 @@ def main() -> None:
 
     from catdog.data.decode import decode_and_resize
     from catdog.exporting import export
-    from catdog.predict import IMAGE_EXTENSIONS, KerasPredictor, SavedModelPredictor, TFLitePredictor, natural_key
+    from catdog.imageformats import IMAGE_EXTENSIONS
+    from catdog.inputs import natural_key
+    from catdog.predictors import KerasPredictor, SavedModelPredictor, TFLitePredictor
     from catdog.export_metadata import read_metadata
     from catdog.run import load_run
 

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 import catdog.cli
 from catdog.data.decode import decode_and_resize
 from catdog.errors import ModelError
-from catdog.predict import KerasPredictor, collect_inputs, load_predictor, natural_key
+from catdog.inputs import collect_inputs, natural_key
+from catdog.predictors import KerasPredictor, load_predictor
 from catdog.run import load_run
 from conftest import make_image
 from packed_fixture import build_pack
@@ -210,7 +211,7 @@ def test_packed_folder_on_a_tfio_filesystem_is_an_input(tmp_path):
     """A pack behind a URL (here TensorFlow's ram:// filesystem) is read through tf.io.gfile."""
     import tensorflow as tf
 
-    from catdog.predict import collect_inputs
+    from catdog.inputs import collect_inputs
     from packed_fixture import build_pack
 
     build_pack(tmp_path / "p", {"train": 2, "test": 3})

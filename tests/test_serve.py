@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import struct
-import sys
 import time
-import types
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -280,9 +278,9 @@ def test_cli_wiring(tmp_path, monkeypatch):
 
     catdog.cli._register_commands()
     loaded, calls = [], []
-    fake_predict = types.ModuleType("catdog.predict")
-    fake_predict.load_predictor = lambda path: loaded.append(path) or FakePredictor()
-    monkeypatch.setitem(sys.modules, "catdog.predict", fake_predict)
+    import catdog.predictors
+
+    monkeypatch.setattr(catdog.predictors, "load_predictor", lambda path: loaded.append(path) or FakePredictor())
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append((app, kwargs)))
 
     # Typer runs a lone command without its name; once the other command modules exist, `serve` is a subcommand.

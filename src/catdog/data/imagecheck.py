@@ -19,7 +19,8 @@ import imagehash
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-DEFAULT_MAX_PIXELS = 40_000_000  # 40 MP: above any phone photo, far below a decompression bomb
+from catdog.imageformats import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, IMAGE_FORMATS  # noqa: F401  (one definition)
+
 JPEG_QUALITY = 95  # for converted images: visually lossless, ~1/3 the size of PNG photos
 REASONS = {
     "empty-file": "zero bytes",

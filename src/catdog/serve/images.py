@@ -14,11 +14,11 @@ import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
 from catdog.data.decode import as_size, decode_and_resize
+from catdog.imageformats import DEFAULT_MAX_PIXELS, IMAGE_FORMATS, IMAGE_FORMATS_TEXT
 from catdog.errors import DataError
 
-# Pillow's name -> what the shared decoder reads it as (MPO = the multi-picture JPEGs many cameras write).
-ALLOWED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "GIF": "GIF", "BMP": "BMP", "WEBP": "WebP"}
-_ALLOWED_TEXT = "JPEG, PNG, GIF, BMP, WebP"
+ALLOWED_FORMATS = IMAGE_FORMATS  # one list of formats for pack, predict and serve
+_ALLOWED_TEXT = IMAGE_FORMATS_TEXT
 
 
 class RejectedImage(DataError):
@@ -64,7 +64,7 @@ def _traced_decoder(image_size: tuple[int, int], mode: str):
 class Decoder:
     """Encoded bytes -> float32 (H, W, 3) in 0..255 through the shared decode function, traced once."""
 
-    def __init__(self, image_size, resize: str = "squash", max_pixels: int = 50_000_000):
+    def __init__(self, image_size, resize: str = "squash", max_pixels: int = DEFAULT_MAX_PIXELS):
         self.image_size = as_size(image_size)
         self.resize = resize
         self.max_pixels = int(max_pixels)
