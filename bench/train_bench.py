@@ -31,7 +31,7 @@ def time_on_the_fly_epoch(cfg, train_steps: int, val_batches: int, timed_steps: 
     """Seconds for one frozen-backbone epoch without the cache, extrapolated from timed steps."""
     import keras
 
-    from catdog.train import build_models, compile_model, image_dataset
+    from catdog.training import build_models, compile_model, image_dataset
 
     keras.utils.set_random_seed(cfg.seed)
     _, _, classifier = build_models(cfg, 2)
@@ -80,7 +80,7 @@ def main() -> int:
         return 2
 
     from catdog.data.pack import pack
-    from catdog.train import TrainConfig, resolve, train
+    from catdog.training import TrainConfig, resolve, train
 
     work = Path(args.work)
     packed = work / "packed"

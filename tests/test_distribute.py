@@ -187,7 +187,7 @@ RESTART_SCRIPT = """
 import json, sys
 from pathlib import Path
 import keras
-from catdog.train import TrainConfig, train
+from catdog.training import TrainConfig, train
 
 packed, runs = sys.argv[1], Path(sys.argv[2])
 cfg = TrainConfig(data=packed, backbone="small-cnn", weights="none", image_size=32, epochs=3, batch_size=4,
