@@ -1,4 +1,4 @@
-"""Build a run folder exactly as CONTRACT.md describes, independent of `catdog train`:
+"""Build a run folder as `catdog.run.load_run` reads it (README, `catdog train`), independent of `catdog train`:
 config.json, best.keras (Input -> Rescaling -> Conv -> Flatten -> Dense "logits" -> Activation "probs")
 and optionally calibration.json. The conv + flatten make the model sensitive to mirroring (for TTA tests).
 """
