@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from catdog import atomic, progress as progress_lib
+from catdog.classes import is_binary
+from catdog.data.manifest import SPLITS
 from catdog.errors import ConfigError, DataError
 
-SPLITS = ("train", "val", "test")
 MISTAKES = 24  # thumbnails on the mistakes page
 
 
@@ -118,7 +119,7 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray, classes) -> dict:
         "accuracy": float(skm.accuracy_score(labels, predicted)),
         "log_loss": float(skm.log_loss(labels, probs / probs.sum(axis=1, keepdims=True), labels=index)),
         "roc_auc": None,
-        "roc_auc_kind": "binary (positive class: %s)" % classes[1] if num == 2 else "macro one-vs-rest",
+        "roc_auc_kind": "binary (positive class: %s)" % classes[1] if is_binary(num) else "macro one-vs-rest",
         "per_class": {c: {"precision": float(precision[k]), "recall": float(recall[k]), "f1": float(f1[k]),
                           "support": int(support[k])} for k, c in enumerate(classes)},
         "confusion_matrix": skm.confusion_matrix(labels, predicted, labels=index).tolist(),  # rows: true
@@ -126,7 +127,7 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray, classes) -> dict:
     present = np.unique(labels)
     if len(present) < num:
         result["roc_auc_note"] = f"undefined: only {len(present)} of {num} classes occur in this split"
-    elif num == 2:
+    elif is_binary(num):
         result["roc_auc"] = float(skm.roc_auc_score(labels, probs[:, 1]))
     else:
         result["roc_auc"] = float(skm.roc_auc_score(labels, probs, multi_class="ovr", average="macro", labels=index))

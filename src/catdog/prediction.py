@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from catdog import csvfile, progress as progress_lib
+from catdog.classes import is_binary
 from catdog.errors import ConfigError, DataError
 from catdog.inputs import Inputs, collect_inputs, natural_key
 from catdog.predictors import TTA_MODES, Predictor, load_predictor, predict_batch
@@ -126,7 +127,7 @@ def skipped_path(output: Path) -> Path:
 def format_rows(ids, probs: np.ndarray, classes) -> tuple[list[str], list[list[str]]]:
     """Kaggle's `id,label` (label = P(classes[1])) for 2 classes, else `id,<class>...`; rows in natural id order."""
     order = sorted(range(len(ids)), key=lambda k: natural_key(ids[k]))
-    if len(classes) == 2:
+    if is_binary(len(classes)):
         return ["id", "label"], [[ids[k], f"{probs[k, 1]:.8g}"] for k in order]
     return ["id", *classes], [[ids[k], *(f"{p:.8g}" for p in probs[k])] for k in order]
 
