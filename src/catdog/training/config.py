@@ -28,7 +28,6 @@ RUN_INFO_KEYS = ("catdog_version", "tensorflow_version", "keras_version", "pytho
 RESUME_FREE_KEYS = ("name", "runs_dir", "cache_dir", "profile")
 
 
-
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that determines a training run; config.json holds it fully resolved."""
@@ -140,11 +139,9 @@ class TrainConfig:
         return cls.from_dict({k: v for k, v in d.items() if k not in RUN_INFO_KEYS})
 
 
-
 def _check_choice(flag: str, value, allowed) -> None:
     if value not in allowed:
         raise ConfigError(f"--{flag} must be one of {', '.join(allowed)}; got {value!r}")
-
 
 
 def _check_types(cfg: TrainConfig) -> None:
@@ -170,7 +167,6 @@ def _check_types(cfg: TrainConfig) -> None:
         raise ConfigError(f"train config image_size: expected ints, got {cfg.image_size!r}")
 
 
-
 def resolve(cfg: TrainConfig) -> TrainConfig:
     """Fill in defaults that depend on the backbone (weights, image size); make local paths absolute."""
     from catdog.model.classifier import check_image_size, resolve_weights
@@ -188,14 +184,12 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     return dataclasses.replace(cfg, backbone=backbone, weights=weights, image_size=size, data=data)
 
 
-
 def check_resume_config(given: TrainConfig, stored: TrainConfig, run_dir) -> None:
     """A resumed run must train exactly what it started training; one line lists what differs."""
     a, b = given.to_dict(), stored.to_dict()
     diffs = [f"{k}={a[k]!r} (run has {b[k]!r})" for k in a if k not in RESUME_FREE_KEYS and a[k] != b[k]]
     if diffs:
         raise ConfigError(f"--resume {run_dir}: config differs from the run's config.json: {'; '.join(diffs)}")
-
 
 
 def config_from_options(data=None, options: dict | None = None, *, resume=None) -> TrainConfig | None:

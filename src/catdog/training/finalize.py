@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from catdog import atomic, csvfile
+from catdog.classes import is_binary
 from catdog.model.loading import load_keras_model
 from catdog.training.config import TrainConfig
 from catdog.training.recorder import write_json
@@ -36,7 +37,6 @@ def val_logits(cfg: TrainConfig, best, val_cache=None) -> tuple[np.ndarray, np.n
     return np.concatenate(logits), np.concatenate(labels)
 
 
-
 def finalize(cfg, run_dir, state, num_classes, val_cache, train_n, val_n, weights, manifest) -> dict:
     from catdog.calibrate import apply_temperature, fit_temperature, log_loss
     best = load_keras_model(run_dir / "best.keras")
@@ -48,7 +48,7 @@ def finalize(cfg, run_dir, state, num_classes, val_cache, train_n, val_n, weight
     write_json(run_dir / "calibration.json", {"temperature": temperature, "val_log_loss_before": before,
                                                 "val_log_loss_after": after})
     probs = apply_temperature(logits, 1.0)
-    predicted = (probs[:, 0] > 0.5).astype(int) if num_classes == 2 else probs.argmax(1)
+    predicted = (probs[:, 0] > 0.5).astype(int) if is_binary(num_classes) else probs.argmax(1)
     accuracy = float(np.mean(predicted == labels))
     p1, p2 = state["phase1"], state["phase2"]
     summary = {
@@ -66,7 +66,6 @@ def finalize(cfg, run_dir, state, num_classes, val_cache, train_n, val_n, weight
     write_json(run_dir / "summary.json", summary)
     write_plots(run_dir)
     return summary
-
 
 
 def write_plots(run_dir: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from catdog.classes import is_binary
 from catdog.training.config import TrainConfig
 
 IMBALANCE_RATIO = 1.5  # "auto" class weights switch on above this max/min class-count ratio
@@ -26,13 +27,11 @@ def _labels_for(num_classes: int):
     def sparse(y):
         return y
 
-    return binary if num_classes == 2 else sparse
-
+    return binary if is_binary(num_classes) else sparse
 
 
 def _np_labels(y: np.ndarray, num_classes: int) -> np.ndarray:
-    return y.astype(np.float32).reshape(-1, 1) if num_classes == 2 else y.astype(np.int32)
-
+    return y.astype(np.float32).reshape(-1, 1) if is_binary(num_classes) else y.astype(np.int32)
 
 
 def class_weights(cfg: TrainConfig, manifest: dict) -> dict[int, float] | None:
@@ -47,13 +46,11 @@ def class_weights(cfg: TrainConfig, manifest: dict) -> dict[int, float] | None:
     return {i: total / (len(counts) * c) for i, c in enumerate(counts)}
 
 
-
 def global_batch_size(cfg: TrainConfig) -> int:
     """--batch-size is per replica; a step of the current tf.distribute strategy consumes this many images."""
     import tensorflow as tf
 
     return cfg.batch_size * tf.distribute.get_strategy().num_replicas_in_sync
-
 
 
 def image_dataset(cfg: TrainConfig, split: str, num_classes: int, *, training: bool, weights=None,
@@ -90,7 +87,6 @@ def image_dataset(cfg: TrainConfig, split: str, num_classes: int, *, training: b
         return x, to_labels(y)
 
     return ds.map(weighted if weights else unweighted)
-
 
 
 def cached_dataset(split_cache, batch_size: int, num_classes: int, *, shuffle: bool, seed: int, weights=None,
@@ -134,7 +130,6 @@ def cached_dataset(split_cache, batch_size: int, num_classes: int, *, shuffle: b
             self._plan()
 
     return CachedFeatures()
-
 
 
 def cache_key(cfg: TrainConfig, manifest: dict, precision: str) -> dict:

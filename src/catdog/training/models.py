@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from catdog.classes import is_binary
 from catdog.errors import ModelError
 from catdog.training.config import TrainConfig
 
@@ -10,7 +11,7 @@ def compile_model(model, learning_rate, num_classes: int, *, jit_compile: bool =
     """Adam + cross-entropy; metrics `accuracy` and `log_loss` (unweighted, unregularised: the monitor)."""
     import keras
 
-    if num_classes == 2:
+    if is_binary(num_classes):
         loss, metrics = keras.losses.BinaryCrossentropy(), [keras.metrics.BinaryAccuracy(name="accuracy"),
                                                             keras.metrics.BinaryCrossentropy(name="log_loss")]
     else:
@@ -21,14 +22,12 @@ def compile_model(model, learning_rate, num_classes: int, *, jit_compile: bool =
                   jit_compile=jit_compile)
 
 
-
 def learning_rate(cfg: TrainConfig, peak: float, total_steps: int):
     import keras
 
     if cfg.schedule == "constant":
         return peak
     return keras.optimizers.schedules.CosineDecay(peak, decay_steps=max(1, total_steps))
-
 
 
 def build_models(cfg: TrainConfig, num_classes: int):
@@ -48,7 +47,6 @@ def build_models(cfg: TrainConfig, num_classes: int):
     _synchronize_batch_norm(backbone)
     head = build_head(feature_dim(backbone), num_classes, dropout=cfg.dropout, l2=cfg.l2, seed=cfg.seed)
     return backbone, head, build_classifier(backbone, head, cfg.image_size)
-
 
 
 def _synchronize_batch_norm(model) -> None:

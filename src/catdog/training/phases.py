@@ -26,11 +26,9 @@ def keras_verbose() -> int:
     return 1 if sys.stdout.isatty() else 0
 
 
-
 def _profile_phase(cfg, use_cache: bool) -> int:
     """--profile traces the phase that runs images through the backbone (phase 1 unless it runs on the cache)."""
     return 2 if use_cache and cfg.fine_tune_epochs else 1
-
 
 
 def phase1_cached(cfg, run_dir, state, backbone, head, num_classes, weights, manifest, precision, callbacks):
@@ -79,7 +77,6 @@ def phase1_cached(cfg, run_dir, state, backbone, head, num_classes, weights, man
     return head, val_cache
 
 
-
 def phase_on_images(cfg, run_dir, state, phase, classifier, num_classes, weights, callbacks, *, peak_lr, epochs,
                     epoch_offset):
     """Train `classifier` on the real augmented pipeline (phase 1 without cache / from scratch, or phase 2)."""
@@ -112,7 +109,6 @@ def phase_on_images(cfg, run_dir, state, phase, classifier, num_classes, weights
         from catdog.distribute import weights_checksum
 
         log.info("phase %d weights checksum %s", phase, weights_checksum(classifier))
-
 
 
 def reuse_val_cache(cfg, backbone, manifest, precision):

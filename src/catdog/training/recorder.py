@@ -28,7 +28,6 @@ CSV_COLUMNS = ("epoch", "phase", "loss", "accuracy", "log_loss", "val_loss", "va
                "learning_rate", "seconds")
 
 
-
 def write_json(path: Path, data: dict) -> None:
     """JSON side files of a run (config, state, calibration, summary): atomic, floats from numpy allowed."""
     atomic.write_json(path, data, default=float)
@@ -49,7 +48,6 @@ def _improved(monitor: str, value: float, best: float | None) -> bool:
     return value > best if monitor.endswith("accuracy") else value < best
 
 
-
 class RunState:
     """state.json: which phase and epoch the run has finished, the best score so far and the patience count."""
 
@@ -65,7 +63,6 @@ class RunState:
 
     def save(self) -> None:
         write_json(self.path, self.data)
-
 
 
 def make_recorder(run_dir: Path, state: RunState, phase: int, monitor: str, patience: int, epoch_offset: int,
@@ -116,7 +113,6 @@ def make_recorder(run_dir: Path, state: RunState, phase: int, monitor: str, pati
     return Recorder()
 
 
-
 def _append_csv(path: Path, row: dict) -> None:
     new = not path.is_file()
     with path.open("a", newline="") as f:
@@ -125,7 +121,6 @@ def _append_csv(path: Path, row: dict) -> None:
             writer.writeheader()
         writer.writerow({k: row.get(k, "") for k in CSV_COLUMNS})
         f.flush()
-
 
 
 def trim_csv(path: Path, last_epoch: int) -> None:

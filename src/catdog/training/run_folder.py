@@ -33,7 +33,6 @@ def new_run_dir(cfg: TrainConfig) -> Path:
     return run_dir
 
 
-
 def worker_run_dir(cfg: TrainConfig) -> Path:
     """A non-chief worker's write folder: a fresh one, or the stable one of a named run (stale copies removed)."""
     import shutil
@@ -48,7 +47,6 @@ def worker_run_dir(cfg: TrainConfig) -> Path:
     return path
 
 
-
 def run_config(cfg: TrainConfig, manifest: dict, feature_dim: int) -> dict:
     import platform
 
@@ -61,12 +59,10 @@ def run_config(cfg: TrainConfig, manifest: dict, feature_dim: int) -> dict:
             "feature_dim": feature_dim, "created": datetime.now().isoformat(timespec="seconds")}
 
 
-
 def use_mixed_precision(mode: str) -> bool:
     import tensorflow as tf
 
     return mode == "on" or (mode == "auto" and bool(tf.config.list_physical_devices("GPU")))
-
 
 
 def attach_log(run_dir: Path) -> list[logging.Handler]:
@@ -81,7 +77,6 @@ def attach_log(run_dir: Path) -> list[logging.Handler]:
     log.setLevel(logging.INFO)
     log.propagate = False
     return handlers
-
 
 
 def resume_config(run_dir: Path, config: TrainConfig | None) -> TrainConfig:

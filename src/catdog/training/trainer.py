@@ -16,8 +16,8 @@ from catdog.training.config import TrainConfig, resolve
 from catdog.training.finalize import finalize
 from catdog.training.inputs import class_weights
 from catdog.training.models import build_models
-from catdog.training.phases import reuse_val_cache, phase1_cached, phase_on_images
-from catdog.training.recorder import RunState, write_json, save_model, trim_csv
+from catdog.training.phases import phase1_cached, phase_on_images, reuse_val_cache
+from catdog.training.recorder import RunState, save_model, trim_csv, write_json
 from catdog.training.run_folder import (attach_log, new_run_dir, resume_config, run_config,
                                         use_mixed_precision, worker_run_dir)
 
@@ -34,7 +34,7 @@ def train(config: TrainConfig | None = None, *, resume=None, callbacks=()) -> Pa
         callbacks: extra keras callbacks for every fit call (after catdog's own).
 
     Returns:
-        Path of the run folder (see the module docstring for its contents). Under several workers
+        Path of the run folder (catdog.training's docstring lists its files). Under several workers
         (config.strategy multiworker) only the chief writes it; the others run the same steps in a
         temporary folder (catdog.distribute.worker_write_dir), deleted when training completes, and
         return that path. A named multi-worker run that is started again after an interruption resumes
@@ -112,7 +112,6 @@ def train(config: TrainConfig | None = None, *, resume=None, callbacks=()) -> Pa
         for handler in handlers:
             log.removeHandler(handler)
             handler.close()
-
 
 
 def _train(cfg, run_dir, state, manifest, num_classes, precision, callbacks, models, multi=False) -> Path:
