@@ -9,6 +9,7 @@ something else than the run started training.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import typing
 from dataclasses import dataclass
@@ -195,15 +196,11 @@ def check_resume_config(given: TrainConfig, stored: TrainConfig, run_dir) -> Non
 def config_from_options(data=None, options: dict | None = None, *, resume=None) -> TrainConfig | None:
     """The TrainConfig for `catdog train` / `catdog.train(...)`: option names are the TrainConfig fields.
 
-    A new run needs `data`. With `resume` (a run folder), options and data are laid over the run's own
-    config.json and None means "exactly the run's config" (train then refuses any field that differs).
+    A new run needs `data`. With `resume` (a run folder), the options given (and `data`) are laid over the
+    run's own config.json, so train can refuse any that differ; with none given the result is None, which
+    train reads as "the run's config.json as it is". An option set to None counts as not given.
     """
-    import json
-
     given = {k: v for k, v in (options or {}).items() if v is not None}
-    for name in ("data", "backbone", "weights", "cache_dir", "runs_dir"):  # accept pathlib.Path
-        if isinstance(given.get(name), os.PathLike):
-            given[name] = os.fspath(given[name])
     if resume is not None:
         config_path = Path(resume) / "config.json"
         if not config_path.is_file():
