@@ -18,7 +18,9 @@ from typer.testing import CliRunner
 
 import catdog
 import catdog.cli
-import catdog.data.pack as pack_lib
+import catdog.data.pack_workers as workers_lib
+from catdog import atomic
+from catdog.data.pack_state import PARTIAL_DIR
 from catdog.data.pack import inspect, pack
 from catdog.sizes import parse_size
 from catdog.errors import ConfigError, DataError
@@ -137,7 +139,7 @@ def test_every_layout_dir_and_zip_in_one_pack(tmp_path):
         assert info["num_examples"] == len(read_plain(out, split)) == sum(s["num_examples"] for s in info["shards"])
     assert sum(m["splits"][s]["class_counts"]["cat"] for s in ("train", "val")) == 6
     assert json.loads((out / "manifest.json").read_text()) == m
-    assert not (out / pack_lib.PARTIAL_DIR).exists()
+    assert not (out / PARTIAL_DIR).exists()
 
 
 def test_bad_files_are_rejected_with_reasons_and_never_abort(tmp_path):
@@ -228,25 +230,27 @@ def test_interrupted_pack_is_finished_by_rerunning(tmp_path, monkeypatch):
     reference = quick(src, tmp_path / "ref", shard_size=3000)
     total = sum(len(v["shards"]) for v in reference["splits"].values())
     assert total >= 4
-    real_write, calls = pack_lib._write_shard, []
+    real_write, calls = workers_lib.write_shard, []
 
     def crash_on_third(spec):
         calls.append(spec["file"])
         if len(calls) == 3:
-            with open(spec["path"] + ".tmp", "wb") as f:  # a half-written temp file, as a kill would leave
+            leftover = Path(spec["out"]) / f"{atomic.TEMP_PREFIX}99999-{spec['file']}"
+            with open(leftover, "wb") as f:  # a half-written temp file of a killed process
                 f.write(b"partial")
             raise KeyboardInterrupt
         return real_write(spec)
 
-    monkeypatch.setattr(pack_lib, "_write_shard", crash_on_third)
+    monkeypatch.setattr(workers_lib, "write_shard", crash_on_third)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         quick(src, out, shard_size=3000)
     assert not (out / "manifest.json").exists()  # no manifest claims anything
-    assert len(list(out.glob("*.tfrecord"))) == 2  # only complete shards carry a final name
+    assert len([p for p in out.glob("*.tfrecord") if not p.name.startswith(".")]) == 2  # only complete shards
+    assert len(list(out.glob(".tmp-*"))) == 1  # the killed write's leftover, cleared by the next run
     calls.clear()
-    monkeypatch.setattr(pack_lib, "_write_shard", real_write)
-    monkeypatch.setattr(pack_lib, "_write_shard", lambda spec: calls.append(spec["file"]) or real_write(spec))
+    monkeypatch.setattr(workers_lib, "write_shard", real_write)
+    monkeypatch.setattr(workers_lib, "write_shard", lambda spec: calls.append(spec["file"]) or real_write(spec))
     resumed = quick(src, out, shard_size=3000)
     assert len(calls) == total - 2  # the two finished shards were skipped
     assert shard_shas(resumed) == shard_shas(reference)
@@ -255,7 +259,7 @@ def test_interrupted_pack_is_finished_by_rerunning(tmp_path, monkeypatch):
     (out / "manifest.json").unlink()
     next(out.glob("train-*.tfrecord")).unlink()
     assert shard_shas(quick(src, out, shard_size=3000)) == shard_shas(reference)
-    assert not list(out.glob("*.tmp")) and not (out / pack_lib.PARTIAL_DIR).exists()
+    assert not list(out.glob(".tmp-*")) and not (out / PARTIAL_DIR).exists()  # leftovers are cleared
 
 
 def test_output_holding_a_different_pack_is_refused_unless_overwrite(tmp_path):
