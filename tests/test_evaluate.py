@@ -15,8 +15,8 @@ import catdog.cli
 from catdog.data import load
 from catdog.data import manifest as manifest_lib
 from catdog.run import load_run
-from packed_fixture import build_pack
-from run_fixture import val_logits, write_run
+from fixtures.packed import build_pack
+from fixtures.runs import val_logits, write_run
 
 catdog.cli._register_commands()
 runner = CliRunner()

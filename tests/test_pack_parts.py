@@ -13,7 +13,8 @@ from catdog.data.merge import merge
 from catdog.data.pack import inspect, pack
 from catdog.data.pack_plan import part_of
 from catdog.errors import DataError
-from test_pack import flat_tree, read_plain
+from fixtures.images import flat_tree
+from fixtures.packed import read_plain
 
 catdog.cli._register_commands()
 

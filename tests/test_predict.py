@@ -18,9 +18,9 @@ from catdog.errors import ModelError
 from catdog.inputs import collect_inputs, natural_key
 from catdog.predictors import KerasPredictor, load_predictor
 from catdog.run import load_run
-from conftest import make_image
-from packed_fixture import build_pack
-from run_fixture import write_run
+from fixtures.images import make_image
+from fixtures.packed import build_pack
+from fixtures.runs import write_run
 
 catdog.cli._register_commands()
 runner = CliRunner()
@@ -212,7 +212,7 @@ def test_packed_folder_on_a_tfio_filesystem_is_an_input(tmp_path):
     import tensorflow as tf
 
     from catdog.inputs import collect_inputs
-    from packed_fixture import build_pack
+    from fixtures.packed import build_pack
 
     build_pack(tmp_path / "p", {"train": 2, "test": 3})
     url = "ram://catdog-predict-input/p"

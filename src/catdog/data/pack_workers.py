@@ -25,11 +25,14 @@ from catdog.data.records import make_example
 from catdog.data.scan import Reader, Source
 from catdog.errors import DataError
 
-SLOW_ENV = "CATDOG_PACK_SHARD_DELAY"  # seconds to sleep after each shard: lets tests kill a pack mid-way, reliably
+# Test hook: a process that has written this many shards stops and waits to be killed, so a test can kill a
+# pack mid-way without racing it (see tests/test_pack_kill.py). Unset in normal use.
+PAUSE_ENV = "CATDOG_TEST_PAUSE_AFTER_SHARDS"
 
 _READER: Reader | None = None
 _MAX_PIXELS = DEFAULT_MAX_PIXELS
 _PROGRESS = None  # callable(n): a multiprocessing queue's put in workers, a progress reporter in-process
+_SHARDS_WRITTEN = 0  # by this process, for PAUSE_ENV
 
 
 def init_worker(sources: list[tuple[str, str]], max_pixels: int, progress_queue) -> None:
@@ -78,9 +81,16 @@ def write_shard(spec: dict) -> dict:
     info = {"file": spec["file"], "num_examples": count, "num_bytes": tf.io.gfile.stat(final).length,
             "sha256": manifest_lib.file_sha256(final)}
     atomic.write_text(spec["marker"], json.dumps({**info, "digest": spec["digest"]}))
-    if os.environ.get(SLOW_ENV):
-        time.sleep(float(os.environ[SLOW_ENV]))
+    _maybe_pause()
     return info
+
+
+def _maybe_pause() -> None:
+    global _SHARDS_WRITTEN
+    _SHARDS_WRITTEN += 1
+    if os.environ.get(PAUSE_ENV) and _SHARDS_WRITTEN >= int(os.environ[PAUSE_ENV]):
+        while True:  # until killed
+            time.sleep(60)
 
 
 class Runner:
