@@ -147,7 +147,7 @@ def load_predictor(path) -> Predictor:
     if path.suffix == ".tflite":
         return TFLitePredictor(path, export.read_metadata(path))
     if path.suffix == ".keras":
-        from catdog.run import load_keras_model
+        from catdog.model.loading import load_keras_model
 
         metadata = export.read_metadata(path)
         classes, image_size, resize = _from_metadata(metadata)

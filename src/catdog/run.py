@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from catdog.classes import is_binary
 from catdog.data.decode import RESIZE_MODES, as_size
 from catdog.errors import ModelError
 from catdog.model.loading import load_keras_model  # noqa: F401  (also imported from here by callers)
@@ -70,13 +71,13 @@ def calibrated_model(model, num_classes: int, temperature: float = 1.0):
                          "Dense layer producing pre-activation logits to be named 'logits')") from None
     logits = _logits_tensor(model, logits_layer)
     units = int(logits.shape[-1])
-    expected = 1 if num_classes == 2 else num_classes
+    expected = 1 if is_binary(num_classes) else num_classes
     if units != expected:
         raise ModelError(f"layer 'logits' has {units} units but {num_classes} classes need {expected}")
     activation = getattr(logits_layer, "activation", None)
     if activation is not None and getattr(activation, "__name__", "linear") != "linear":
         raise ModelError(f"layer 'logits' applies {activation.__name__}; it must output raw logits (no activation)")
-    if num_classes == 2:
+    if is_binary(num_classes):
         kernel = np.array([[-0.5, 0.5]], np.float32) / np.float32(temperature)
     else:
         kernel = np.eye(num_classes, dtype=np.float32) / np.float32(temperature)
