@@ -2,7 +2,7 @@
 tensors (target >= 0.9x: the input pipeline is not the bottleneck), and images/s of Keras `predict`, the
 exported SavedModel and the TFLite models, all measured in the same run on the same images.
 
-    $ /work/venv/bin/python bench/predict_bench.py            # ../shared test1 photos + Lite0 backbone
+    $ python bench/predict_bench.py            # ../shared test1 photos + Lite0 backbone
 
 Without --run it builds a run folder: the shared EfficientNet-Lite0 backbone (frozen, ImageNet) + global
 average pooling + an untrained Dense "logits" head (the head's weights do not change the speed).

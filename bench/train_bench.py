@@ -59,7 +59,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", default=str(SHARED / "data" / "dogs-vs-cats" / "train"))
     p.add_argument("--backbone", default=str(SHARED / "weights" / "efficientnet_lite0_imagenet_notop.keras"))
-    p.add_argument("--work", default="/tmp/catdog-train-bench", help="pack, cache and runs go here (wiped)")
+    p.add_argument("--work", default="bench-work/train", help="pack, cache and runs go here (wiped); relative to the current folder")
     p.add_argument("--reuse-pack", action="store_true", help="keep an existing pack in --work (not end to end)")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--epochs", type=int, default=40)
