@@ -258,3 +258,19 @@ def test_damaged_shard_in_a_packed_input_is_named(env, tmp_path):
     line = one_error_line(invoke("predict", run, packed, "-o", tmp_path / "s.csv"))
     assert line.startswith(f"error: {shard}: checksum mismatch")
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_input_listing_skips_what_pack_skips(tmp_path):
+    """Folders and zips are listed by data/scan.py, so predict skips exactly what pack skips."""
+    folder = tmp_path / "photos"
+    for name in ("1.jpg", "sub/2.png", ".hidden/3.jpg", "__MACOSX/4.jpg", ".5.jpg"):
+        make_image(folder / name, (10, 20, 30), size=(8, 8), fmt="PNG" if name.endswith("png") else "JPEG")
+    (folder / "notes.txt").write_text("x")
+    inputs = collect_inputs([str(folder)])
+    assert inputs.ids == ["1", "2"] and inputs.ignored == 1  # notes.txt; hidden and __MACOSX never listed
+    archive = tmp_path / "batch.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for member in ("b/7.jpg", "b/.git/8.jpg", "__MACOSX/b/._7.jpg", "b/readme.md"):
+            zf.writestr(member, (folder / "1.jpg").read_bytes())
+    inputs = collect_inputs([str(archive)])
+    assert inputs.ids == ["7"] and inputs.ignored == 1  # readme.md
