@@ -20,7 +20,7 @@ from catdog.errors import ConfigError, DataError
 from catdog.model.classifier import feature_extractor, get_backbone_layer
 from catdog.model.feature_cache import cache_folder, ensure_split
 from catdog.training import (TrainConfig, build_models, cached_dataset, class_weights, compile_model, resolve, train)
-from packed_fixture import build_pack
+from fixtures.packed import build_pack
 
 
 @pytest.fixture(scope="module")
