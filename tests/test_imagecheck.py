@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from catdog.data.imagecheck import REASONS, check_image
+from catdog.data.imagecheck import REASONS, check_image, open_image
 from fixtures.images import CONVERSIONS, noisy_pixels, encode, png_header_only
 
 
@@ -55,3 +55,14 @@ def test_decodable_non_rgb_jpeg_is_converted_to_rgb_jpeg(kind):
         assert pixels.max() > 200 and pixels.min() < 10
     if kind == "png":  # quality 95: the colour survives (noise pixels lose some chroma detail)
         assert np.abs(pixels.mean(axis=(0, 1)) - noisy_pixels().mean(axis=(0, 1))).max() < 3
+
+
+def test_header_check_reads_dimensions_without_decoding():
+    """open_image is the one header check (pack and serve): dimensions and format, pixels untouched."""
+    image, header = open_image(png_header_only(100_000, 100_000))  # 10 gigapixels: over Pillow's own guard too
+    assert image is None and header.problem == "too-many-pixels" and header.format == ""
+    image, header = open_image(png_header_only(5000, 9000), max_pixels=40_000_000)  # 45 MP > 40 MP
+    assert image is None and (header.problem, header.format, header.width, header.height) == ("too-many-pixels", "PNG", 5000, 9000)
+    image, header = open_image(JPEG)
+    assert image is not None and (header.problem, header.format, header.width, header.height) == ("", "JPEG", 48, 40)
+    assert open_image(b"")[1].problem == "empty-file" and open_image(b"<html>")[1].problem == "not-an-image"
