@@ -88,7 +88,7 @@ _MALFORMED = (SyntaxError, ValueError, TypeError, EOFError, IndexError, ZeroDivi
 
 
 def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS):
-    """The ONE header check (pack, predict's diagnostics, serve): -> (lazy PIL image or None, Header).
+    """The ONE header check (pack and serve): -> (lazy PIL image or None, Header).
 
     Pillow parses only the header here, so a 100000x100000 PNG is refused before anything is allocated.
     The image is returned only when the header is acceptable; decoding it is the caller's next step.
