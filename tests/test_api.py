@@ -75,6 +75,17 @@ def test_predict_in_memory_is_one_row_per_image(flow):
     np.testing.assert_allclose([float(r[1]) for r in rows], test["square"], atol=1e-6)
 
 
+def test_predict_names_an_unreadable_image_or_skips_it(flow):
+    from catdog.errors import DataError
+
+    broken = flow["work"] / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    good = flow["images"] / "train" / "circle.3.jpg"
+    with pytest.raises(DataError, match=r"1 of 2 images could not be read: \S*broken\.jpg \(not an image"):
+        catdog.predict(flow["run"], [good, broken])
+    assert list(catdog.predict(flow["run"], [good, broken], skip_bad=True)["id"]) == ["circle.3"]
+
+
 def test_export_writes_a_parity_checked_savedmodel(flow):
     result = catdog.export(flow["run"], "savedmodel", flow["work"] / "exported")
     assert result.path == flow["work"] / "exported" / "1" and (result.path / "saved_model.pb").is_file()
