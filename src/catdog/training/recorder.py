@@ -73,6 +73,7 @@ def make_recorder(run_dir: Path, state: RunState, phase: int, monitor: str, pati
         """After each epoch: append metrics.csv, save last (+ best when improved), update state.json, stop early.
 
         State is written last, so a run interrupted at any point resumes from the last fully recorded epoch.
+        Not Keras' CSVLogger + ModelCheckpoint + EarlyStopping: see the module docstring for why.
         """
 
         def on_epoch_begin(self, epoch, logs=None):
