@@ -67,12 +67,12 @@ def phase1_cached(cfg, run_dir, state, backbone, head, num_classes, weights, man
     else:
         compile_model(head, learning_rate(cfg, cfg.lr, len(train_seq) * cfg.epochs), num_classes, jit_compile=cfg.xla)
     recorder = make_recorder(run_dir, state, 1, cfg.monitor, cfg.patience, 0, last_head,
-                              run_dir / "best_head.weights.h5", {}, {})
+                             run_dir / "best_head.weights.h5", {}, {})
     fit_start = time.perf_counter()
     head.fit(train_seq, validation_data=val_seq, epochs=cfg.epochs, initial_epoch=done, shuffle=False,
              verbose=keras_verbose(),
              callbacks=[recorder, tensorboard_callback(run_dir, 1, cfg.profile and _profile_phase(cfg, True) == 1,
-                                               len(train_seq)), *callbacks])
+                                                       len(train_seq)), *callbacks])
     state["phase1"]["seconds"] += time.perf_counter() - fit_start
     return head, val_cache
 
@@ -93,7 +93,7 @@ def phase_on_images(cfg, run_dir, state, phase, classifier, num_classes, weights
     train_ds = image_dataset(cfg, "train", num_classes, training=True, weights=weights, order_seed=cfg.seed + done)
     val_ds = image_dataset(cfg, "val", num_classes, training=False)
     recorder = make_recorder(run_dir, state, phase, cfg.monitor, cfg.patience, epoch_offset, run_dir / "last.keras",
-                              run_dir / "best.keras", {}, {"include_optimizer": False})
+                             run_dir / "best.keras", {}, {"include_optimizer": False})
     # several workers: a restarted cluster resumes from the last epoch's weights + optimizer (each worker
     # keeps its own backup, in its own write folder; fit removes it when it completes, so phase 2 may reuse
     # the folder); before the recorder, so the weights are never behind state.json

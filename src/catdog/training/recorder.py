@@ -66,7 +66,7 @@ class RunState:
 
 
 def make_recorder(run_dir: Path, state: RunState, phase: int, monitor: str, patience: int, epoch_offset: int,
-                   last_path: Path, best_path: Path, last_kwargs: dict, best_kwargs: dict):
+                  last_path: Path, best_path: Path, last_kwargs: dict, best_kwargs: dict):
     import keras
 
     class Recorder(keras.callbacks.Callback):
