@@ -89,7 +89,7 @@ class Reporter:
             line_task.end()
 
 
-def _rich_bar(stream: TextIO):
+def _rich_bar(stream: TextIO, transient: bool):
     from rich.console import Console
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
@@ -102,21 +102,23 @@ def _rich_bar(stream: TextIO):
 
     console = Console(file=stream)
     return console.is_terminal, Progress(TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(),
-                                         RateColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+                                         RateColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+                                         transient=transient)
 
 
 @contextmanager
 def reporter(enabled: bool = True, *, stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic,
-             interval: float = INTERVAL, terminal: bool | None = None) -> Iterator[Reporter]:
+             interval: float = INTERVAL, terminal: bool | None = None, transient: bool = False) -> Iterator[Reporter]:
     """A Reporter on `stream` (default: stderr): a bar on a terminal, lines otherwise, nothing if not enabled.
 
     `terminal` overrides the detection (tests); by default rich decides, which also honours FORCE_COLOR/TTY.
+    `transient`: the bar disappears when done (for steps inside a longer one, e.g. caching features in train).
     """
     stream = stream if stream is not None else sys.stderr
     if not enabled:
         yield Reporter("off", stream, clock, interval)
         return
-    is_terminal, bar = _rich_bar(stream) if terminal is not False else (False, None)
+    is_terminal, bar = _rich_bar(stream, transient) if terminal is not False else (False, None)
     if terminal is True or (terminal is None and is_terminal):
         with bar:
             yield Reporter("bar", stream, clock, interval, bar)
