@@ -131,7 +131,7 @@ def test_feature_cache_through_litert_equals_tensorflow(tmp_path):
     from catdog.model.backbones import small_cnn
     from catdog.model.classifier import feature_extractor
     from catdog.model.feature_cache import ensure_split
-    from packed_fixture import build_pack
+    from fixtures.packed import build_pack
 
     build_pack(tmp_path / "packed", {"train": 10, "val": 4})
     extractor = feature_extractor(small_cnn((32, 32, 3), None), 32)

@@ -54,6 +54,12 @@ def choose(runtime: str) -> str:
     return runtime
 
 
+def default_models_dir() -> Path:
+    """$XDG_CACHE_HOME/catdog/litert (default ~/.cache/catdog/litert): converted models not kept in a run folder."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "catdog" / "litert"
+
+
 def cpu_threads() -> int:
     """Interpreter threads: every core this process may use."""
     try:
@@ -207,9 +213,11 @@ def parity(reference, candidate, sample: np.ndarray) -> float:
 def build_litert(model, folder, label: str, sample: np.ndarray | None = None) -> LiteRTRuntime:
     """The LiteRT runtime of `model`: reuse `folder/<label>-<digest>.tflite`, or convert, check parity, store.
 
-    Raises ModelError("<reason>") when the model does not convert or its outputs differ from TensorFlow's.
+    The converted file appears (atomically) only once its parity check has passed, with a .json beside it
+    recording the check. Raises ModelError("<reason>") when the model does not convert or its outputs
+    differ from TensorFlow's.
     """
-    from catdog.data.manifest import atomic_write_text
+    from catdog import atomic
 
     digest = model_digest(model)
     folder = Path(folder)
@@ -221,23 +229,17 @@ def build_litert(model, folder, label: str, sample: np.ndarray | None = None) ->
             path.unlink(missing_ok=True)  # damaged: rebuild below
     if sample is None:
         sample = parity_images(tuple(model.inputs[0].shape[1:3]))
-    runtime_model = _converted(convert(model), folder, path)
-    diff = parity(TensorFlowRuntime(model), runtime_model, sample)
-    if not diff <= PARITY_TOLERANCE:
-        runtime_model.path.unlink(missing_ok=True)
-        raise ModelError(f"LiteRT outputs differ from TensorFlow's by {diff:.2g} (> {PARITY_TOLERANCE:g})")
-    atomic_write_text(str(path.with_suffix(".json")), json.dumps(
-        {"digest": digest, "parity_max_abs_diff": diff, "parity_images": len(sample)}, indent=2) + "\n")
-    os.replace(runtime_model.path, path)
+    flatbuffer = convert(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic.writing(path) as tmp:
+        Path(tmp).write_bytes(flatbuffer)
+        diff = parity(TensorFlowRuntime(model), LiteRTRuntime(tmp), sample)
+        if not diff <= PARITY_TOLERANCE:
+            raise ModelError(f"LiteRT outputs differ from TensorFlow's by {diff:.2g} (> {PARITY_TOLERANCE:g})")
+    atomic.write_json(path.with_suffix(".json"), {"digest": digest, "parity_max_abs_diff": diff,
+                                                  "parity_images": len(sample)})
     log.info("LiteRT model built for %s (parity %.2g on %d images) -> %s", label, diff, len(sample), path)
     return LiteRTRuntime(path)
-
-
-def _converted(flatbuffer: bytes, folder: Path, final: Path) -> LiteRTRuntime:
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".tmp-{os.getpid()}-{final.name}")
-    tmp.write_bytes(flatbuffer)
-    return LiteRTRuntime(tmp)
 
 
 def accelerate(model, folder, *, runtime: str = "auto", label: str = "model", sample=None):

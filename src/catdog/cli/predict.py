@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from catdog.cli import app, handle_errors
-from catdog.cli.evaluate import TTA
+from catdog.cli.evaluate import TTA, Runtime
 
 
 @app.command()
@@ -23,16 +23,18 @@ def predict(
     clip: Annotated[Optional[float], typer.Option(help="Clip probabilities to c .. 1-c, e.g. 0.005 (log loss punishes over-confidence).")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
     tta: Annotated[TTA, typer.Option(help="flip: average the plain and the mirrored view.")] = TTA.none,
+    runtime: Annotated[Runtime, typer.Option(help="auto: LiteRT (XNNPACK) on a CPU, TensorFlow on a GPU; or force tensorflow | litert.")] = Runtime.auto,
 ) -> None:
     """Predict every INPUT image once; rows sorted by id; 2 classes: Kaggle's `id,label` (label = P(class 2))."""
-    from catdog.predict import predict as predict_images
+    from catdog.classes import is_binary
+    from catdog.prediction import predict as predict_images
 
     summary = predict_images(model, inputs, output, split=split, skip_bad=skip_bad, clip=clip,
-                             batch_size=batch_size, tta=tta.value)
+                             batch_size=batch_size, tta=tta.value, runtime=runtime.value)
     for image_id, name, reason in summary.skipped:
         typer.secho(f"skipped {name}: {reason}", fg=typer.colors.YELLOW, err=True)
     if summary.skipped:
         typer.echo(f"skipped {len(summary.skipped)} unreadable images, listed in {summary.skipped_file}")
-    columns = "id,label = P(%s)" % summary.classes[1] if len(summary.classes) == 2 else "id," + ",".join(summary.classes)
+    columns = "id,label = P(%s)" % summary.classes[1] if is_binary(len(summary.classes)) else "id," + ",".join(summary.classes)
     typer.echo(f"wrote {summary.rows} predictions ({columns}) to {summary.output} in {summary.seconds:.1f} s "
                f"({summary.images_per_second:,.1f} images/s)")

@@ -1,4 +1,4 @@
-"""`catdog train`: parse options -> TrainConfig -> catdog.train.train -> print the summary line.
+"""`catdog train`: parse options -> catdog.train(PACKED, **options) -> print the summary line.
 
 Every option defaults to None ("not given"), so a fresh run takes TrainConfig's defaults and `--resume`
 can tell which options were given and must match the run's config.json.
@@ -35,15 +35,15 @@ def train(
     weights: Annotated[Optional[str], typer.Option(help="imagenet | none | PATH to a weights file. (default: imagenet; a model file's own)")] = None,
     image_size: Annotated[Optional[int], typer.Option(help="Input size in pixels. (default: the backbone's native size)")] = None,
     resize: Annotated[Optional[str], typer.Option(help="squash | crop | pad. (default: squash)")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Phase-1 epochs (frozen backbone). (default: 10)")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Phase-1 epochs (frozen backbone). (default: 60 on cached features, 10 otherwise; early stopping)")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="(default: 32)")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Phase-1 learning rate. (default: 1e-3)")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Phase-1 peak learning rate. (default: 6e-3)")] = None,
     schedule: Annotated[Optional[str], typer.Option(help="cosine | constant. (default: cosine)")] = None,
     fine_tune_epochs: Annotated[Optional[int], typer.Option(help="Phase-2 epochs (unfrozen top of the backbone). (default: 0)")] = None,
     unfreeze: Annotated[Optional[str], typer.Option(help="Phase 2: top N layers, or a fraction like 0.2. (default: 0.2)")] = None,
     fine_tune_lr: Annotated[Optional[float], typer.Option(help="Phase-2 learning rate. (default: 1e-5)")] = None,
     dropout: Annotated[Optional[float], typer.Option(help="Dropout before the dense head. (default: 0.2)")] = None,
-    l2: Annotated[Optional[float], typer.Option(help="L2 penalty on the head kernel. (default: 1e-4)")] = None,
+    l2: Annotated[Optional[float], typer.Option(help="L2 penalty on the head kernel. (default: 1e-3)")] = None,
     label_smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing of the training targets, in [0, 1). (default: 0)")] = None,
     class_weights: Annotated[Optional[str], typer.Option(help="auto | balanced | none. (default: auto)")] = None,
     cache: Annotated[Optional[bool], typer.Option("--cache/--no-cache", help="Phase 1 on cached backbone features. (default: cache)")] = None,
@@ -59,7 +59,7 @@ def train(
     runs_dir: Annotated[Optional[Path], typer.Option(help="Where run folders go. (default: runs)")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run folder name. (default: <backbone>-<timestamp>)")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for shuffling, head init, augmentation. (default: 42)")] = None,
-    patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience in epochs (0 = off). (default: 3)")] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience in epochs (0 = off). (default: 10)")] = None,
     monitor: Annotated[Optional[str], typer.Option(help="val_log_loss | val_loss | val_accuracy. (default: val_log_loss)")] = None,
     mixed_precision: Annotated[Optional[str], typer.Option(help="auto (on with a GPU) | on | off. (default: auto)")] = None,
     xla: Annotated[Optional[bool], typer.Option("--xla/--no-xla", help="XLA-compile the train step. (default: no-xla)")] = None,
@@ -79,8 +79,7 @@ def train(
         return
     import json
 
-    from catdog.errors import ConfigError
-    from catdog.train import TrainConfig, train as run_training
+    import catdog
 
     given = {
         "backbone": backbone, "weights": weights, "image_size": image_size, "resize": resize, "epochs": epochs,
@@ -92,20 +91,7 @@ def train(
         "runs_dir": str(runs_dir) if runs_dir else None, "name": name, "seed": seed, "patience": patience,
         "monitor": monitor, "mixed_precision": mixed_precision, "xla": xla, "profile": profile, "strategy": strategy,
     }
-    given = {k: v for k, v in given.items() if v is not None}
-    if resume is not None:
-        config_path = resume / "config.json"
-        if not config_path.is_file():
-            raise ConfigError(f"--resume {resume}: not a catdog run folder (no config.json)")
-        stored = json.loads(config_path.read_text())
-        if packed is not None:
-            given["data"] = str(packed)
-        config = TrainConfig.from_run_config({**stored, **given}) if given else None
-    else:
-        if packed is None:
-            raise ConfigError("missing PACKED folder (or --resume RUN_DIR)")
-        config = TrainConfig.from_dict({"data": str(packed), **given})
-    run_dir = run_training(config, resume=resume)
+    run_dir = catdog.train(packed, resume=resume, **given)
     if not (run_dir / "summary.json").is_file():  # a non-chief worker of a multi-worker run
         typer.echo("worker done (not the chief: the chief wrote the run folder)")
         return
