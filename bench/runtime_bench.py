@@ -130,7 +130,7 @@ def cache_rate(packed: Path, backbone_path: str, work: Path, name: str) -> dict:
     folder = work / f"cache-{name}" / "features"
     shutil.rmtree(folder, ignore_errors=True)
     if name == "litert":  # the converted backbone from part 1 (conversion is timed there, not here)
-        shutil.copytree(work / "cache" / "models", folder.parent / "models", dirs_exist_ok=True)
+        shutil.copytree(work / "cache" / "catdog" / "features" / "models", folder.parent / "models", dirs_exist_ok=True)
     manifest = manifest_lib.read_manifest(str(packed))
     rows = sum(manifest["splits"][s]["num_examples"] for s in ("train", "val"))
     start = time.perf_counter()
@@ -143,13 +143,13 @@ def cache_rate(packed: Path, backbone_path: str, work: Path, name: str) -> dict:
 
 
 def predict_rate(run_dir: Path, source: Path, work: Path, name: str) -> dict:
-    from catdog.predict import predict
+    from catdog.prediction import predict
 
     out = work / f"submission-{name}.csv"
     start = time.perf_counter()
     summary = predict(str(run_dir), [str(source)], str(out), runtime=name, progress=False)
     seconds = time.perf_counter() - start
-    count = summary.count if hasattr(summary, "count") else sum(1 for _ in out.open()) - 1
+    count = summary.rows
     print(f"predict, {name}: {count} images in {seconds:.1f} s = {count / seconds:.1f} images/s", flush=True)
     return {"images": count, "seconds": round(seconds, 1), "images_per_s": round(count / seconds, 1)}
 
@@ -158,7 +158,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", default=str(SHARED / "data" / "dogs-vs-cats" / "train"))
     p.add_argument("--backbone", default=str(SHARED / "weights" / "efficientnet_lite0_imagenet_notop.keras"))
-    p.add_argument("--work", default="/tmp/catdog-runtime-bench", help="pack, caches, runs go here (wiped)")
+    p.add_argument("--work", default="bench-work/runtime", help="pack, caches, runs go here (wiped)")
     p.add_argument("--preloaded", type=int, default=256, help="photos decoded up front for the model-only rates")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--onnx", action="store_true", help="also time ONNX Runtime (needs tf2onnx + onnxruntime)")
@@ -174,34 +174,39 @@ def main() -> int:
     from catdog.model.classifier import feature_extractor
 
     result = {"machine": "2-core x86_64 CPU, 24 GB, no GPU", "load_average_start": os.getloadavg()}
-    packed, run_dir = work / "packed", work / "runs" / "default"
+    packed = work / "packed"
     if not args.skip_train:
-        from catdog.data.pack import pack
-        from catdog.train import TrainConfig, train
+        import subprocess
 
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
+        # the real commands, as a user runs them: caches under work/cache (XDG_CACHE_HOME), runs in work/runs
+        env = {**os.environ, "XDG_CACHE_HOME": str((work / "cache").resolve())}
+        catdog = [sys.executable, "-m", "catdog"]
         if args.warm_models:
             from catdog.runtime import build_litert
 
             extractor = feature_extractor(keras.saving.load_model(args.backbone, compile=False), 224)
-            build_litert(extractor, work / "cache" / "models", Path(args.backbone).stem)
+            build_litert(extractor, work / "cache" / "catdog" / "features" / "models", Path(args.backbone).stem)
         t0 = time.perf_counter()
-        pack(str(source), str(packed), progress=False)
+        subprocess.run([*catdog, "pack", str(source.resolve()), "--out", "packed"], cwd=work, env=env, check=True)
         pack_s = time.perf_counter() - t0
         t1 = time.perf_counter()
-        train(TrainConfig(data=str(packed), backbone=args.backbone, cache_dir=str(work / "cache" / "features"),
-                          runs_dir=str(work / "runs"), name="default"))
+        subprocess.run([*catdog, "train", "packed", "--backbone", str(Path(args.backbone).resolve())], cwd=work, env=env,
+                       check=True)
         train_s = time.perf_counter() - t1
+        run_dir = next((work / "runs").iterdir())
         summary = json.loads((run_dir / "summary.json").read_text())
         result["default"] = {"pack_s": round(pack_s, 1), "train_s": round(train_s, 1),
                              "pack_plus_train_s": round(pack_s + train_s, 1), "warm_models": args.warm_models,
                              "cache_s": summary["timings"]["cache_seconds"], "val_accuracy": summary["val_accuracy"],
                              "val_log_loss": summary["val_log_loss"],
                              "val_log_loss_calibrated": summary["val_log_loss_calibrated"],
-                             "epochs_run": summary["epochs_run"]["phase1"], "num_val": summary["num_val"]}
+                             "epochs_run": summary["epochs_run"]["phase1"], "phase1_s": summary["timings"]["phase1_seconds"],
+                             "num_val": summary["num_val"], "load_average_after": os.getloadavg()}
         print(f"default pack + train: {result['default']}", flush=True)
-        keras.backend.clear_session()
+    runs = sorted((work / "runs").iterdir()) if (work / "runs").is_dir() else []
+    run_dir = runs[0] if runs else work / "runs" / "missing"
 
     images = load_photos(source, args.preloaded)
     backbone = keras.saving.load_model(args.backbone, compile=False)

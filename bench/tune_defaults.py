@@ -1,7 +1,7 @@
 """Tune `catdog train`'s defaults for a frozen backbone on cached features, with a held-out part never seen.
 
     $ python bench/tune_defaults.py                       # prepare, grid, seeds, confirm (~15-30 min on 2 cores)
-    $ python bench/tune_defaults.py --stage grid --reuse  # re-run the grid on the prepared packs
+    $ python bench/tune_defaults.py --stage confirm      # only the check of the current defaults
 
 How the 5,000 shared photos are split, so the tuning never sees the confirmation images:
 1. `full`: all photos packed with the default seed; its val split (~20%, ~957 photos) is the HELD-OUT part,
@@ -52,7 +52,7 @@ def prepare(source: Path, work: Path) -> tuple[Path, Path]:
 
     full, tune, tune_src = work / "full", work / "tune", work / "tune-src"
     if not (full / "manifest.json").is_file():
-        pack(str(source), str(full), val_fraction=0.2, seed=0, progress=False)
+        pack([str(source)], str(full), val_fraction=0.2, seed=0, progress=False)
     if not (tune / "manifest.json").is_file():
         spec = {"image/source": tf.io.FixedLenFeature([], tf.string)}
         shutil.rmtree(tune_src, ignore_errors=True)
@@ -60,7 +60,7 @@ def prepare(source: Path, work: Path) -> tuple[Path, Path]:
         for record in tf.data.TFRecordDataset(sorted(str(p) for p in full.glob("train-*.tfrecord"))):
             name = tf.io.parse_single_example(record, spec)["image/source"].numpy().decode()
             (tune_src / name).symlink_to(source.resolve() / name)
-        pack(str(tune_src), str(tune), val_fraction=0.2, seed=1, progress=False)
+        pack([str(tune_src)], str(tune), val_fraction=0.2, seed=1, progress=False)
     return full, tune
 
 
@@ -68,7 +68,7 @@ def run_one(data: Path, backbone: str, work: Path, name: str, **overrides) -> di
     """Train one recipe; the summary's scores, run time and the recipe itself."""
     import keras
 
-    from catdog.train import TrainConfig, train
+    from catdog.training import TrainConfig, train
 
     cfg = TrainConfig(data=str(data), backbone=backbone, cache_dir=str(work / "cache"), runs_dir=str(work / "runs"),
                       name=name, **overrides)
@@ -103,7 +103,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", default=str(SHARED / "data" / "dogs-vs-cats" / "train"))
     p.add_argument("--backbone", default=str(SHARED / "weights" / "efficientnet_lite0_imagenet_notop.keras"))
-    p.add_argument("--work", default="/tmp/catdog-tune", help="packs, cache, runs and tune.json go here")
+    p.add_argument("--work", default="bench-work/tune-defaults", help="packs, cache, runs and tune.json go here")
     p.add_argument("--stage", choices=["all", "grid", "confirm"], default="all")
     p.add_argument("--max-views", type=int, default=4, help="largest cache_views tried (cost: one pass each)")
     p.add_argument("--top", type=int, default=4, help="recipes of stage B re-trained with every seed")

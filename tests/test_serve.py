@@ -303,7 +303,8 @@ def test_cli_wiring(tmp_path, monkeypatch):
     loaded, calls = [], []
     import catdog.predictors
 
-    monkeypatch.setattr(catdog.predictors, "load_predictor", lambda path: loaded.append(path) or FakePredictor())
+    monkeypatch.setattr(catdog.predictors, "load_predictor",
+                        lambda path, runtime: loaded.append((path, runtime)) or FakePredictor())
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append((app, kwargs)))
 
     # Typer runs a lone command without its name; once the other command modules exist, `serve` is a subcommand.
@@ -311,7 +312,7 @@ def test_cli_wiring(tmp_path, monkeypatch):
     result = CliRunner().invoke(catdog.cli.app, [*serve, str(tmp_path), "--port", "8123", "--max-bytes", "2MB",
                                                  "--max-batch", "4", "--batch-wait-ms", "2"])
     assert result.exit_code == 0, result.output
-    assert [str(p) for p in loaded] == [str(tmp_path)]
+    assert [(str(p), r) for p, r in loaded] == [(str(tmp_path), "auto")]  # auto: LiteRT on a CPU, TF on a GPU
     (app, kwargs), = calls
     assert kwargs["host"] == "127.0.0.1" and kwargs["port"] == 8123
     with TestClient(app) as client:
