@@ -165,3 +165,39 @@ def test_shared_lite0_features_match_tensorflow(shared_dir, tmp_path):
     got = rt(images)
     assert got.shape == expected.shape == (3, 1280)
     assert np.max(np.abs(got - expected)) / max(1.0, float(np.abs(expected).max())) <= runtime.PARITY_TOLERANCE
+
+
+def test_predict_cli_litert_matches_tensorflow_and_reuses_the_runs_converted_model(tmp_path):
+    import csv
+
+    from typer.testing import CliRunner
+
+    import catdog.cli
+    from fixtures.images import flat_tree
+    from fixtures.runs import write_run
+
+    catdog.cli._register_commands()
+    run = write_run(tmp_path / "run", temperature=1.3)
+    images = flat_tree(tmp_path / "images", n=5)
+    probs, stamps = {}, []
+    for name in ("tensorflow", "litert", "litert"):
+        out = tmp_path / f"{name}.csv"
+        result = CliRunner().invoke(catdog.cli.app, ["predict", str(run), str(images), "-o", str(out),
+                                                     "--runtime", name])
+        assert result.exit_code == 0, result.output
+        with out.open() as f:
+            probs[name] = {row["id"]: float(row["label"]) for row in csv.DictReader(f)}
+        if name == "litert":
+            stamps.append([(p.name, p.stat().st_mtime_ns) for p in sorted((run / "litert").glob("*.tflite"))])
+    assert len(stamps[0]) == 1 and stamps[1] == stamps[0]  # converted once into RUN/litert, then reused
+    assert len(probs["tensorflow"]) == 10 and probs["litert"].keys() == probs["tensorflow"].keys()
+    assert max(abs(probs["litert"][k] - probs["tensorflow"][k]) for k in probs["tensorflow"]) <= runtime.PARITY_TOLERANCE
+
+
+def test_savedmodel_with_forced_litert_is_a_one_line_error(tmp_path):
+    from catdog.predictors import load_predictor
+
+    (tmp_path / "sm").mkdir()
+    (tmp_path / "sm" / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(ModelError, match="a SavedModel runs on TensorFlow"):
+        load_predictor(tmp_path / "sm", runtime="litert")
