@@ -46,3 +46,18 @@ def test_docs_page_and_its_assets_are_served_locally():
         raw = client.post("/predict", content=encode(color), headers={"content-type": "image/png"}).json()
         assert abs(form["probabilities"]["dog"] - p_dog(color)) < 1e-3
         assert raw["probabilities"] == form["probabilities"]
+
+
+def test_serve_without_the_serve_extra_names_it(tmp_path, monkeypatch):
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    import catdog.cli
+
+    catdog.cli._register_commands()
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else real(name, *a))
+    result = CliRunner().invoke(catdog.cli.app, ["serve", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: catdog serve needs uvicorn, which is not installed: pip install 'catdog[serve]'"

@@ -22,16 +22,13 @@ from catdog.errors import ConfigError, ModelError
 
 OPSET = 17
 ONNX_TOLERANCE = 1e-4  # tf2onnx rewrites ops (fused conv + BN, other reduction order): float32 rounding only
-INSTALL_HINT = "pip install 'catdog[onnx]'"
 
 
 def require(what: str = "--format onnx") -> None:
     """Import check with a one-line error naming the extra to install."""
-    import importlib.util
+    from catdog.extras import require as require_extra
 
-    missing = [name for name in ("tf2onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise ConfigError(f"{what} needs {' and '.join(missing)}, which is not installed: {INSTALL_HINT}")
+    require_extra("onnx", what)
 
 
 def convert(run) -> bytes:

@@ -117,6 +117,6 @@ def summary_line(report: dict) -> str:
     speed = f"{report['images_per_second']:.1f} images/s here (batch {report['speed_batch_size']})"
     if not report["eval_images"]:
         return f"size {size}; accuracy not measured ({report['eval_source']}); {speed}"
-    return (f"size {size}; on {report['eval_images']} {report['eval_source']}: accuracy {report['accuracy']:.4f} "
+    return (f"size {size}; on {report['eval_images']} images ({report['eval_source']}): accuracy {report['accuracy']:.4f} "
             f"(float {report['float_accuracy']:.4f}), log loss {report['log_loss']:.4f} "
             f"(float {report['float_log_loss']:.4f}); {speed}")
