@@ -26,7 +26,7 @@ def test_notebook_runs_on_generated_data(tmp_path):
         f"WORK_DIR = {str(tmp_path / 'work')!r}", "KAGGLE_DIR = ''", "CATDOG_PIP = 'catdog'",
         "INSTALL = False", "USE_DRIVE = False", "GENERATED_DATA = True",
         "BACKBONE = 'small-cnn'", "WEIGHTS = 'none'", "IMAGE_SIZE = 32",
-        "EPOCHS = 2", "FINE_TUNE_EPOCHS = 0", "BATCH_SIZE = 16",
+        "EPOCHS = 1", "FINE_TUNE_EPOCHS = 0", "BATCH_SIZE = 16", "PACK_WORKERS = 0",
     ])
     NotebookClient(nb, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
