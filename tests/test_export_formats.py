@@ -16,10 +16,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import catdog.cli
-from catdog.predict import load_predictor
+from catdog.predictors import load_predictor
 from catdog.tflite_metadata import read_labels
-from packed_fixture import build_pack
-from run_fixture import write_run
+from fixtures.packed import build_pack
+from fixtures.runs import write_run
 
 catdog.cli._register_commands()
 runner = CliRunner()
@@ -130,7 +130,7 @@ def test_onnx_export_matches_keras_and_tflite_and_predicts(env, tmp_path):
     import onnxruntime as ort
 
     from catdog.data.decode import decode_and_resize
-    from catdog.predict import KerasPredictor
+    from catdog.predictors import KerasPredictor
     from catdog.run import load_run
 
     session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -160,3 +160,40 @@ def test_missing_onnx_extra_is_a_one_line_error_naming_it(env, tmp_path, monkeyp
     assert result.exit_code == 1
     assert result.output.strip() == "error: --format onnx needs tf2onnx, which is not installed: pip install 'catdog[onnx]'"
     assert not out.exists()
+
+
+def test_a_model_the_converter_cannot_take_is_a_one_line_error_and_writes_nothing(env, tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    _, run, _ = env
+
+    class Refusing:
+        def __init__(self, *a, **k):
+            self.optimizations, self.target_spec = [], type("Spec", (), {})()
+
+        def convert(self):
+            raise RuntimeError("op 'FancyOp' is neither a custom op nor a flex op\n<long converter log>")
+
+    monkeypatch.setattr(tf.lite.TFLiteConverter, "from_saved_model", Refusing)
+    result = invoke("export", run, "--format", "tflite", "--quantize", "float16", "--out", tmp_path)
+    assert result.exit_code == 1
+    assert result.output.strip() == ("error: --format tflite --quantize float16: the converter cannot take this "
+                                     "model (op 'FancyOp' is neither a custom op nor a flex op)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no model, no metadata, no scratch folder
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tf2onnx") is None, reason="catdog[onnx] not installed")
+def test_a_model_tf2onnx_cannot_convert_is_a_one_line_error_and_writes_nothing(env, tmp_path, monkeypatch):
+    import tf2onnx
+
+    _, run, _ = env
+
+    def refuse(*a, **k):
+        raise ValueError("Unsupported ops: Counter({'FancyOp': 1})\nmore")
+
+    monkeypatch.setattr(tf2onnx.convert, "from_function", refuse)
+    result = invoke("export", run, "--format", "onnx", "--out", tmp_path)
+    assert result.exit_code == 1
+    assert result.output.strip() == ("error: --format onnx: tf2onnx cannot convert this model "
+                                     "(Unsupported ops: Counter({'FancyOp': 1}))")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

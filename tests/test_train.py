@@ -1,4 +1,4 @@
-"""catdog.train: the run folder, the feature cache (equivalence + reuse), fine-tuning, resume, config, calibration.
+"""catdog.training: the run folder, the feature cache (equivalence + reuse), fine-tuning, resume, config, calibration.
 
 Tiny packs (32x32 images), a tiny saved-model backbone (conv + BN), 1-3 epochs.
 """
@@ -6,6 +6,7 @@ Tiny packs (32x32 images), a tiny saved-model backbone (conv + BN), 1-3 epochs.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -19,8 +20,8 @@ from catdog.data import load
 from catdog.errors import ConfigError, DataError
 from catdog.model.classifier import feature_extractor, get_backbone_layer
 from catdog.model.feature_cache import cache_folder, ensure_split
-from catdog.train import (TrainConfig, build_models, cached_dataset, class_weights, compile_model, resolve, train)
-from packed_fixture import build_pack
+from catdog.training import (TrainConfig, build_models, cached_dataset, class_weights, compile_model, resolve, train)
+from fixtures.packed import build_pack
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +87,11 @@ def test_run_folder_follows_the_contract(trained_run, packed):
     assert calibration["temperature"] > 0
     assert calibration["val_log_loss_after"] <= calibration["val_log_loss_before"] + 1e-9
     assert abs(calibration["val_log_loss_before"] - summary["val_log_loss"]) < 1e-9
-    # TensorBoard scalars (no `tensorboard` package needed) and the --profile trace
-    assert list((trained_run / "tensorboard" / "phase1" / "validation").glob("events.out.tfevents.*"))
-    assert list((trained_run / "tensorboard").rglob("*.xplane.pb"))
+    # TensorBoard scalars and the --profile trace (keras.callbacks.TensorBoard: needs the tensorboard package,
+    # which the test extra installs; tests/test_tensorboard.py reads them back)
+    if importlib.util.find_spec("tensorboard") is not None:
+        assert list((trained_run / "tensorboard" / "phase1" / "validation").glob("events.out.tfevents.*"))
+        assert list((trained_run / "tensorboard").rglob("*.xplane.pb"))
 
 
 def test_best_keras_loads_as_the_contract_says(trained_run, packed):

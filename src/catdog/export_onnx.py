@@ -4,21 +4,17 @@ The model (OUT/model.onnx, ONNX opset 17) takes `images`: float32 (N, H, W, 3) R
 Keras; decoding and resizing stay outside, as for TFLite) and returns `probabilities`: float32 (N, C),
 calibrated. Classes, image size and resize mode are in the model's metadata_props and in the JSON beside it.
 
-tf2onnx converts the traced tf.function of the in-memory Keras model (`tf2onnx.convert.from_function`);
-converting from the TFLite flatbuffer is no option, because TF 2.21 writes Keras 3 weights as resource
-variables (TFL_VAR_HANDLE) that tf2onnx's TFLite reader does not know. tf2onnx and onnxruntime are the
-optional extra `catdog[onnx]`.
+tf2onnx converts a traced tf.function of the in-memory calibrated Keras model
+(`tf2onnx.convert.from_function`), the same graph the SavedModel and TFLite exports start from, so the
+ONNX model never goes through another format's rounding. tf2onnx 1.17 installs beside TensorFlow 2.21
+and protobuf 7 without changing either; it and onnxruntime are the optional extra `catdog[onnx]`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
-import numpy as np
-
-from catdog.errors import ConfigError, ModelError
+from catdog.errors import ConfigError
 
 OPSET = 17
 ONNX_TOLERANCE = 1e-4  # tf2onnx rewrites ops (fused conv + BN, other reduction order): float32 rounding only
@@ -61,28 +57,3 @@ def convert(run) -> bytes:
         entry.key, entry.value = key, value
     proto.producer_name = "catdog"
     return proto.SerializeToString()
-
-
-class OnnxPredictor:
-    """A .onnx model run with ONNX Runtime on the CPU; input float32 (N, H, W, 3) 0..255."""
-
-    def __init__(self, path: Path, metadata: dict):
-        require("a .onnx model")
-        import onnxruntime as ort
-
-        from catdog.predict import _from_metadata, _info
-
-        self.source, self.name, self.info = str(path), path.name, _info(metadata)
-        self.classes, self.image_size, self.resize = _from_metadata(metadata)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = os.cpu_count() or 1
-        options.log_severity_level = 3  # errors only
-        try:
-            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
-            raise ModelError(f"{path}: cannot load the ONNX model ({str(e).splitlines()[0]})") from e
-        self._input = self._session.get_inputs()[0].name
-
-    def predict_images(self, images) -> np.ndarray:
-        images = np.ascontiguousarray(images, dtype=np.float32)
-        return self._session.run(None, {self._input: images})[0]

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from catdog import atomic
+
 EXPORT_JSON = "export.json"
 EVAL_IMAGES = 500
 SPEED_BATCH = 32
@@ -70,6 +72,12 @@ def _scores(probs: np.ndarray, labels: np.ndarray) -> dict:
     return {"accuracy": float(np.mean(np.argmax(probs, axis=1) == labels)), "log_loss": float(-np.mean(np.log(picked)))}
 
 
+def _predict(predictor, images: np.ndarray) -> np.ndarray:
+    """Probabilities in batches: one call on hundreds of images would hold every layer's activations at once."""
+    return np.concatenate([predictor.predict_images(images[i:i + SPEED_BATCH])
+                           for i in range(0, len(images), SPEED_BATCH)])
+
+
 def images_per_second(predictor, images: np.ndarray) -> float:
     predictor.predict_images(images[:SPEED_BATCH])  # warm-up: graph tracing, tensor allocation
     start = time.perf_counter()
@@ -81,14 +89,14 @@ def images_per_second(predictor, images: np.ndarray) -> float:
 def measure(run, model_path: Path, images: np.ndarray | None, labels: np.ndarray | None, source: str,
             speed_images: np.ndarray) -> dict:
     """The report of one exported model (see the module docstring); `speed_images` are used when there is no val data."""
-    from catdog.predict import KerasPredictor, load_predictor
+    from catdog.predictors import KerasPredictor, load_predictor
 
     exported = load_predictor(model_path)
     report = {"file_bytes": file_bytes(model_path), "eval_source": source, "eval_images": 0,
               "speed_batch_size": SPEED_BATCH, "cpu_threads": os.cpu_count()}
     if images is not None:
-        got = exported.predict_images(images)
-        reference = KerasPredictor.from_run(run).predict_images(images)
+        got = _predict(exported, images)
+        reference = _predict(KerasPredictor.from_run(run), images)
         float_scores = _scores(reference, labels)
         report.update(eval_images=len(images), **_scores(got, labels),
                       float_accuracy=float_scores["accuracy"], float_log_loss=float_scores["log_loss"],
@@ -105,9 +113,7 @@ def record(out_dir: Path, model_path: Path, entry: dict) -> Path:
     except (OSError, json.JSONDecodeError):
         data = {}  # a damaged report only loses older entries; the models themselves are intact
     data.setdefault("exports", {})[Path(model_path).name] = entry
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic.write_json(path, data)
     return path
 
 

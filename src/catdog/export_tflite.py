@@ -59,7 +59,7 @@ def convert(run, saved_model_dir: Path, quantize: str, representative: np.ndarra
 
 def with_metadata(model_bytes: bytes, run) -> bytes:
     """model_bytes with TFLite metadata: labels.txt, RGB image of the model's size, (pixel - 0) / 1, probabilities."""
-    from catdog import __version__
+    from catdog._version import __version__
     from catdog.tflite_metadata import build_metadata, populate
 
     backbone = run.config.get("backbone") or "unknown"

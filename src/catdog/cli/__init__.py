@@ -26,7 +26,7 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        from catdog import __version__
+        from catdog._version import __version__
 
         typer.echo(f"catdog {__version__}")
         raise typer.Exit()

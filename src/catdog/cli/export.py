@@ -39,9 +39,9 @@ def export(
         help="Val images for the accuracy / log loss / speed report (0: speed only).", min=0)] = 500,
 ) -> None:
     """Export RUN's calibrated model, check its probabilities against the in-memory model, and measure it."""
-    from catdog.export import export as export_run
+    import catdog
 
-    result = export_run(run, format.value, out, quantize=quantize.value, version=version, eval_images=eval_images)
+    result = catdog.export(run, format.value, out, quantize=quantize.value, version=version, eval_images=eval_images)
     typer.echo(f"exported {result.format}{'' if result.quantize == 'none' else f' ({result.quantize} quantized)'} "
                f"to {result.path}")
     typer.echo(f"metadata: {result.metadata_path}")

@@ -34,13 +34,15 @@ from pathlib import Path
 
 import numpy as np
 
+from catdog import atomic
 from catdog.errors import ConfigError, ModelError
+# metadata helpers live apart so that predictors can read exports without importing the exporter
+from catdog.export_metadata import (METADATA_FORMAT, SAVED_MODEL_METADATA, find_saved_model,  # noqa: F401
+                                    metadata_path, read_metadata)
 
 FORMATS = ("savedmodel", "tflite", "onnx", "keras")
 # TFLite only: float16 weights; dynamic = int8 weights, float activations; int8 = int8 weights and activations
 QUANTIZE = ("none", "float16", "dynamic", "int8")
-METADATA_FORMAT = "catdog-export/1"
-SAVED_MODEL_METADATA = "catdog.json"
 FLOAT_TOLERANCE = 1e-5
 PARITY_SAMPLES = 16
 
@@ -71,43 +73,6 @@ def _tolerance(fmt: str, quantize: str) -> float | None:
 
 
 # ----------------------------------------------------------------------------------------------- metadata
-
-
-def metadata_path(model_path) -> Path:
-    """SavedModel folder -> folder/catdog.json; model.tflite -> model.tflite.json; model.keras -> model.keras.json."""
-    model_path = Path(model_path)
-    if model_path.is_dir() or model_path.suffix == "":
-        return model_path / SAVED_MODEL_METADATA
-    return model_path.with_name(model_path.name + ".json")
-
-
-def read_metadata(model_path) -> dict:
-    path = metadata_path(model_path)
-    if not path.is_file():
-        raise ModelError(f"{model_path}: no export metadata ({path} missing); pass the run folder itself, "
-                         "or a model written by `catdog export`")
-    try:
-        metadata = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ModelError(f"{path}: cannot read export metadata ({e})") from e
-    if metadata.get("format") != METADATA_FORMAT or not {"classes", "image_size", "resize"} <= metadata.keys():
-        raise ModelError(f"{path}: not catdog export metadata (expected format {METADATA_FORMAT!r})")
-    return metadata
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def find_saved_model(path) -> Path | None:
-    """A SavedModel folder, or the newest numeric version inside a TF Serving base folder; None if neither."""
-    path = Path(path)
-    if (path / "saved_model.pb").is_file():
-        return path
-    versions = [d for d in path.iterdir() if d.is_dir() and d.name.isdigit() and (d / "saved_model.pb").is_file()]
-    return max(versions, key=lambda d: int(d.name)) if versions else None
 
 
 def _metadata(run, fmt: str, quantize: str) -> dict:
@@ -177,7 +142,7 @@ def export(run_dir, fmt: str, out_dir, *, quantize: str = "none", parity_samples
                                           speed_images=_reference(run, encoded)[0])
     metadata = json.loads(result.metadata_path.read_text())
     metadata["report"] = result.report
-    _write_json(result.metadata_path, metadata)
+    atomic.write_json(result.metadata_path, metadata)
     export_report.record(out_dir, result.path, {"format": fmt, "quantize": quantize, "parity": metadata["parity"],
                                                 **result.report})
     return result
@@ -209,8 +174,7 @@ def _export_saved_model(run, out_dir: Path, encoded, source, *, quantize, versio
     final = out_dir / str(version)
     if final.exists():
         raise ConfigError(f"{final}: version folder already exists; choose another --version or --out")
-    tmp = out_dir / f".tmp-{version}-{os.getpid()}"  # TF Serving only loads all-digit folder names
-    try:
+    with atomic.writing(final) as tmp:  # a hidden, non-numeric temp name: TF Serving only loads all-digit folders
         build_serving_archive(run).write_out(str(tmp), verbose=False)
         metadata = _metadata(run, "savedmodel", quantize)
         images, expected = _reference(run, encoded)
@@ -227,10 +191,7 @@ def _export_saved_model(run, out_dir: Path, encoded, source, *, quantize, versio
         diff = max(diff, float(np.max(np.abs(got_u8 - expected_u8))))
         _check_parity(diff, quantize, final, "savedmodel")
         metadata["parity"] = {"max_abs_diff": diff, "images": len(encoded), "source": source}
-        _write_json(tmp / SAVED_MODEL_METADATA, metadata)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        atomic.write_json(Path(tmp) / SAVED_MODEL_METADATA, metadata)
     return ExportResult(final, final / SAVED_MODEL_METADATA, "savedmodel", quantize, diff, len(encoded), source)
 
 
@@ -276,10 +237,10 @@ def _export_tflite(run, out_dir: Path, encoded, source, *, quantize, version, re
     import tensorflow as tf
 
     from catdog import export_tflite
-    from catdog.predict import TFLitePredictor
+    from catdog.predictors import TFLitePredictor
 
     final = export_tflite.tflite_path(out_dir, quantize)
-    tmp_dir = out_dir / f".tmp-tflite-{os.getpid()}"
+    tmp_dir = Path(atomic.temp_path(out_dir / "tflite"))  # scratch: SavedModel + converted file
     try:
         h, w = run.image_size
         model = run.inference_model()
@@ -292,52 +253,43 @@ def _export_tflite(run, out_dir: Path, encoded, source, *, quantize, version, re
         tmp_model = tmp_dir / final.name
         tmp_model.write_bytes(export_tflite.with_metadata(flatbuffer, run))
         metadata = _metadata(run, "tflite", quantize)
-        _write_json(metadata_path(tmp_model), metadata)
+        atomic.write_json(metadata_path(tmp_model), metadata)
         images, expected = _reference(run, encoded)
         got = TFLitePredictor(tmp_model, metadata).predict_images(images)
         diff = float(np.max(np.abs(got - expected)))
         _check_parity(diff, quantize, final, "tflite")
         metadata["parity"] = {"max_abs_diff": diff, "images": len(encoded), "source": source}
-        _write_json(metadata_path(final), metadata)
-        os.replace(tmp_model, final)
+        atomic.write_json(metadata_path(final), metadata)
+        with atomic.writing(final) as tmp:
+            os.replace(tmp_model, tmp)  # same folder as final: the checked file moves into place unchanged
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return ExportResult(final, metadata_path(final), "tflite", quantize, diff, len(encoded), source)
 
 
 def _export_onnx(run, out_dir: Path, encoded, source, *, quantize, version, representative) -> ExportResult:
-    from catdog.export_onnx import OnnxPredictor, convert
+    from catdog.export_onnx import OPSET, convert
+    from catdog.predictors import OnnxPredictor
 
     final = out_dir / "model.onnx"
-    tmp = out_dir / f".tmp-{os.getpid()}.onnx"
-    try:
-        tmp.write_bytes(convert(run))
+    with atomic.writing(final) as tmp:  # the temp name ends in .onnx
+        Path(tmp).write_bytes(convert(run))
         metadata = _metadata(run, "onnx", quantize)
         images, expected = _reference(run, encoded)
-        got = OnnxPredictor(tmp, metadata).predict_images(images)
+        got = OnnxPredictor(Path(tmp), metadata).predict_images(images)
         diff = float(np.max(np.abs(got - expected)))
         _check_parity(diff, quantize, final, "onnx")
-        metadata["opset"] = _onnx_opset()
+        metadata["opset"] = OPSET
         metadata["parity"] = {"max_abs_diff": diff, "images": len(encoded), "source": source}
-        _write_json(metadata_path(final), metadata)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+        atomic.write_json(metadata_path(final), metadata)
     return ExportResult(final, metadata_path(final), "onnx", quantize, diff, len(encoded), source)
 
 
-def _onnx_opset() -> int:
-    from catdog.export_onnx import OPSET
-
-    return OPSET
-
-
 def _export_keras(run, out_dir: Path, encoded, source, *, quantize, version, representative) -> ExportResult:
-    from catdog.run import load_keras_model
+    from catdog.model.loading import load_keras_model
 
     final = out_dir / "model.keras"
-    tmp = out_dir / f".tmp-{os.getpid()}.keras"
-    try:
+    with atomic.writing(final) as tmp:  # the temp name ends in .keras, as model.save requires
         run.inference_model().save(tmp)
         images, expected = _reference(run, encoded)
         got = load_keras_model(tmp)(images, training=False).numpy()
@@ -345,10 +297,7 @@ def _export_keras(run, out_dir: Path, encoded, source, *, quantize, version, rep
         _check_parity(diff, quantize, final, "keras")
         metadata = _metadata(run, "keras", quantize)
         metadata["parity"] = {"max_abs_diff": diff, "images": len(encoded), "source": source}
-        _write_json(metadata_path(final), metadata)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+        atomic.write_json(metadata_path(final), metadata)
     return ExportResult(final, metadata_path(final), "keras", quantize, diff, len(encoded), source)
 
 
