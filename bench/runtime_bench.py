@@ -124,19 +124,24 @@ def classifier_for(backbone, size: int = 224, seed: int = 0):
     return calibrated_model(keras.Model(inputs, x), 2, 1.0)
 
 
-def cache_rate(packed: Path, backbone_path: str, work: Path, name: str) -> dict:
-    """Feature caching (train + val plain view) through runtime `name` into a fresh cache: images/s."""
+def cache_rate(packed: Path, backbone_path: str, work: Path, name: str, images) -> dict:
+    """Feature caching (train + val plain view) through runtime `name` into a fresh cache: images/s, with the
+    preloaded rates of both runtimes measured right before and after it (load on a shared machine drifts)."""
     import keras
 
+    from catdog import runtime
     from catdog.data import manifest as manifest_lib
     from catdog.model.classifier import feature_extractor
     from catdog.model.feature_cache import ensure_split
 
     extractor = feature_extractor(keras.saving.load_model(backbone_path, compile=False), 224)
     folder = work / f"cache-{name}" / "features"
-    shutil.rmtree(folder, ignore_errors=True)
-    if name == "litert":  # the converted backbone from part 1 (conversion is timed there, not here)
-        shutil.copytree(work / "cache" / "catdog" / "features" / "models", folder.parent / "models", dirs_exist_ok=True)
+    shutil.rmtree(folder.parent, ignore_errors=True)
+    models = work / "cache" / "catdog" / "features" / "models"  # the converted backbone from part 1 (timed there)
+    shutil.copytree(models, folder.parent / "models", dirs_exist_ok=True)
+    adjacent = {"tensorflow": runtime.TensorFlowRuntime(extractor),
+                "litert": runtime.build_litert(extractor, folder.parent / "models", Path(backbone_path).stem)}
+    before = rates(adjacent, images, 1)
     manifest = manifest_lib.read_manifest(str(packed))
     rows = sum(manifest["splits"][s]["num_examples"] for s in ("train", "val"))
     start = time.perf_counter()
@@ -144,8 +149,13 @@ def cache_rate(packed: Path, backbone_path: str, work: Path, name: str) -> dict:
         ensure_split(folder, {}, extractor, str(packed), split, 224, runtime=name, show_progress=False,
                      label=Path(backbone_path).stem)
     seconds = time.perf_counter() - start
-    print(f"feature caching, {name}: {rows} images in {seconds:.1f} s = {rows / seconds:.1f} images/s", flush=True)
-    return {"images": rows, "seconds": round(seconds, 1), "images_per_s": round(rows / seconds, 1)}
+    after = rates(adjacent, images, 1)
+    preloaded = {k: round((before[k] + after[k]) / 2, 1) for k in before}
+    print(f"feature caching, {name}: {rows} images in {seconds:.1f} s = {rows / seconds:.1f} images/s; preloaded "
+          f"around it {preloaded} (before {before}, after {after}); load {os.getloadavg()[0]:.1f}", flush=True)
+    return {"images": rows, "seconds": round(seconds, 1), "images_per_s": round(rows / seconds, 1),
+            "preloaded_around": preloaded, "vs_tf_preloaded": round(rows / seconds / preloaded["tensorflow"], 2),
+            "vs_own_preloaded": round(rows / seconds / preloaded[name], 2)}
 
 
 def predict_rate(run_dir: Path, source: Path, work: Path, name: str) -> dict:
@@ -176,6 +186,8 @@ def main() -> int:
     p.add_argument("--onnx", action="store_true", help="also time ONNX Runtime (needs tf2onnx + onnxruntime)")
     p.add_argument("--warm-models", action="store_true", help="convert the backbone before the timed train")
     p.add_argument("--skip-train", action="store_true", help="reuse --work's pack and run (parts 2-4 only)")
+    p.add_argument("--parts", nargs="+", default=["preloaded", "caching", "predict"],
+                   help="which of parts 2-4 to run (with --skip-train, to re-measure one of them); caching-litert: LiteRT only")
     args = p.parse_args()
     source, work = Path(args.source), Path(args.work)
     if not source.is_dir() or not Path(args.backbone).is_file():
@@ -222,6 +234,35 @@ def main() -> int:
 
     images = load_photos(source, args.preloaded)
     backbone = keras.saving.load_model(args.backbone, compile=False)
+    if "preloaded" in args.parts:
+        result["preloaded"] = preloaded_rates(args, images, backbone, run_dir, work)
+    if "caching" in args.parts or "caching-litert" in args.parts:
+        names = ("litert", "tensorflow") if "caching" in args.parts else ("litert",)
+        result["feature_caching"] = {name: cache_rate(packed, args.backbone, work, name, images[:128]) for name in names}
+    if "predict" in args.parts and run_dir.is_dir():
+        result["predict"] = {name: predict_rate(run_dir, source, work, name) for name in ("tensorflow", "litert")}
+        if "preloaded" in result:
+            tf_cls = result["preloaded"]["lite0_classifier"]["images_per_s"]["tensorflow"]
+            lite_cls = result["preloaded"]["lite0_classifier"]["images_per_s"]["litert_b4"]
+            result["predict"]["litert_vs_tf_compiled_preloaded"] = round(
+                result["predict"]["litert"]["images_per_s"] / tf_cls, 2)
+            result["predict"]["litert_end_to_end_vs_litert_preloaded"] = round(
+                result["predict"]["litert"]["images_per_s"] / lite_cls, 2)
+    result["load_average_end"] = os.getloadavg()
+    name = "runtime_bench.json" if args.parts == ["preloaded", "caching", "predict"] else f"runtime_bench-{'-'.join(args.parts)}.json"
+    (work / name).write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k != "preloaded"}, indent=2))
+    print(f"details: {work / name}")
+    return 0
+
+
+def preloaded_rates(args, images, backbone, run_dir: Path, work: Path) -> dict:
+    """Part 4: model-only rates on preloaded images for Lite0 (features, trained classifier) and two
+    architectures with random weights."""
+    import keras
+
+    from catdog.model.classifier import feature_extractor
+
     preloaded = {"lite0_features": compare("lite0-features", feature_extractor(backbone, 224), images, work,
                                            args.rounds, args.onnx, invoke_batches=(1, 4, 8, 32))}
     if run_dir.is_dir():
@@ -236,27 +277,7 @@ def main() -> int:
         model = classifier_for(build_backbone(get_backbone(name), "none", 224))
         preloaded[name] = compare(name, model, images, work, args.rounds, args.onnx)
         keras.backend.clear_session()
-    result["preloaded"] = preloaded
-
-    result["feature_caching"] = {name: cache_rate(packed, args.backbone, work, name) for name in ("tensorflow", "litert")}
-    tf_rate = preloaded["lite0_features"]["images_per_s"]["tensorflow"]
-    lite_rate = preloaded["lite0_features"]["images_per_s"]["litert_b4"]
-    result["feature_caching"]["litert_vs_tf_compiled_preloaded"] = round(
-        result["feature_caching"]["litert"]["images_per_s"] / tf_rate, 2)
-    result["feature_caching"]["litert_end_to_end_vs_litert_preloaded"] = round(
-        result["feature_caching"]["litert"]["images_per_s"] / lite_rate, 2)
-    if run_dir.is_dir():
-        result["predict"] = {name: predict_rate(run_dir, source, work, name) for name in ("tensorflow", "litert")}
-        tf_cls = preloaded["lite0_classifier"]["images_per_s"]["tensorflow"]
-        lite_cls = preloaded["lite0_classifier"]["images_per_s"]["litert_b4"]
-        result["predict"]["litert_vs_tf_compiled_preloaded"] = round(result["predict"]["litert"]["images_per_s"] / tf_cls, 2)
-        result["predict"]["litert_end_to_end_vs_litert_preloaded"] = round(
-            result["predict"]["litert"]["images_per_s"] / lite_cls, 2)
-    result["load_average_end"] = os.getloadavg()
-    (work / "runtime_bench.json").write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: v for k, v in result.items() if k != "preloaded"}, indent=2))
-    print(f"details: {work / 'runtime_bench.json'}")
-    return 0
+    return preloaded
 
 
 if __name__ == "__main__":
