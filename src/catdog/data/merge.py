@@ -136,18 +136,20 @@ def merge(out, *, overwrite: bool = False, progress: bool = True) -> dict:
         counts = Counter(r["label"] for r in kept if r["split"] == split)
         splits[split] = {"num_examples": sum(s["num_examples"] for s in shards),
                          "num_bytes": sum(s["num_bytes"] for s in shards),
-                         "class_counts": {} if split == "test" else {c: counts.get(c, 0) for c in classes},
+                         "class_counts": {} if split == "test" and not any(counts)
+                         else {c: counts.get(c, 0) for c in classes},
                          "shards": shards}
 
     def path_of(i):
         return records[i]["path"]
 
     part_dups = [row for path, _ in parts for row in _read_csv(manifest_lib.join(path, "duplicates.csv"))
-                 if row["kind"] != "near"]
+                 if row["kind"] not in ("near", "exact-unlabeled-kept")]
     dup_rows = [(r["kind"], r["kept"], r["duplicate"], r["distance"]) for r in part_dups]
     dup_rows += [("exact", path_of(a), path_of(b), 0) for a, b in report.exact]
     dup_rows += [("label-conflict", path_of(a), path_of(b), 0) for a, b in report.conflicts]
     dup_rows += [("near", path_of(a), path_of(b), d) for a, b, d in report.near]
+    dup_rows += [("exact-unlabeled-kept", path_of(a), path_of(b), 0) for a, b in report.copies]
     leak_rows = [(kind, path_of(a), records[a]["split"], path_of(b), d) for kind, a, b, d in report.leakage]
     rejects = [(r["path"], r["reason"]) for path, _ in parts for r in _read_csv(manifest_lib.join(path, "rejected.csv"))]
     converted = Counter(r["converted_from"] for r in kept if r["converted_from"])
@@ -168,7 +170,10 @@ def merge(out, *, overwrite: bool = False, progress: bool = True) -> dict:
                      "file": "rejected.csv"},
         "converted": {"count": sum(converted.values()), "by_format": dict(sorted(converted.items()))},
         "duplicates": {"exact": sum(1 for r in dup_rows if r[0] == "exact"), "near": len(report.near),
-                       "label_conflicts": sum(1 for r in dup_rows if r[0] == "label-conflict"), "file": "duplicates.csv"},
+                       "label_conflicts": sum(1 for r in dup_rows if r[0] == "label-conflict"),
+                       "unlabeled_copies": sum(1 for r in dup_rows if r[0] == "exact-unlabeled-kept"),
+                       "file": "duplicates.csv"},
+        "warnings": [w for _, m in parts for w in m.get("warnings", [])][:100],
         "leakage": {"count": len(leak_rows), "file": "leakage.csv"},
         "stats": {"seconds": round(slowest + time.perf_counter() - start, 2),
                   "images_per_second": round(num_files / max(slowest, 1e-9), 1),

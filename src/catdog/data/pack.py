@@ -42,8 +42,10 @@ from catdog.errors import ConfigError, DataError
 
 DEFAULT_SHARD_SIZE = 128 * 2**20  # TFDS's guidance: 64-256 MB shards read fast and parallelise well
 PARTIAL_DIR = ".partial"  # temp shards + done-markers of an unfinished pack; removed when it completes
+MAX_WARNINGS = 100  # warning lines kept in the manifest (the rest are counted)
 SIDE_FILES = ("rejected.csv", "duplicates.csv", "leakage.csv")
 SHARD_NAME = re.compile(r"^(train|val|test)-\d{5}-of-\d{5}\.tfrecord$")
+RECORD_VERSION = 2  # 2: image/orientation, unlabeled copies kept; part of the fingerprint, so an older pack is redone
 RECORD_OVERHEAD = 256  # bytes of features + framing per record, for shard planning only
 _CHUNK = 32  # images per check task: big enough to amortise IPC, small enough for a smooth progress bar
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,7 @@ class Entry:
     width: int
     converted_from: str
     stored_bytes: int
+    orientation: int = 1  # EXIF orientation of the stored bytes (record feature image/orientation)
 
 
 # ---------------------------------------------------------------- worker side (also used in-process)
@@ -73,19 +76,20 @@ def _init_worker(sources: list[tuple[str, str]], max_pixels: int, progress_queue
 
 
 def _check_chunk(chunk: list[tuple[int, int, str]]) -> list[tuple]:
-    """[(position, source, member)] -> [(position, reason, sha256, phash, h, w, converted_from, stored_bytes, source_bytes)]."""
+    """[(position, source, member)] -> [(position, reason, sha256, phash, h, w, converted_from, stored_bytes,
+    source_bytes, orientation, exif_problem)]."""
     out = []
     for position, source, member in chunk:
         try:
             data = _READER.read(source, member)
         except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error, RuntimeError):
             # a zip member with a bad CRC / broken deflate stream, or encrypted (RuntimeError): a reject, not a crash
-            out.append((position, "unreadable", "", 0, 0, 0, "", 0, 0))
+            out.append((position, "unreadable", "", 0, 0, 0, "", 0, 0, 1, ""))
             continue
         checked = check_image(data, max_pixels=_MAX_PIXELS)
         stored = len(checked.encoded) if checked.encoded is not None else len(data)
         out.append((position, checked.reason, hashlib.sha256(data).hexdigest(), checked.phash, checked.height,
-                    checked.width, checked.converted_from, stored, len(data)))
+                    checked.width, checked.converted_from, stored, len(data), checked.orientation, checked.exif_problem))
     return out
 
 
@@ -94,7 +98,7 @@ def _write_shard(spec: dict) -> dict:
     tmp = spec["path"] + ".tmp"
     count = 0
     with tf.io.TFRecordWriter(tmp) as writer:
-        for source, member, sha, label, text, image_id, converted, height, width in spec["records"]:
+        for source, member, sha, label, text, image_id, converted, height, width, orientation in spec["records"]:
             data = _READER.read(source, member)
             if hashlib.sha256(data).hexdigest() != sha:
                 raise DataError(f"{_READER.path(source)}/{member}: file changed while packing; run the pack again")
@@ -103,7 +107,8 @@ def _write_shard(spec: dict) -> dict:
                 checked = check_image(data, max_pixels=_MAX_PIXELS)
                 encoded, height, width = checked.encoded, checked.height, checked.width
             writer.write(make_example(encoded=encoded, height=height, width=width, label=label, label_text=text,
-                                      image_id=image_id, source=member, sha256=sha, converted_from=converted))
+                                      image_id=image_id, source=member, sha256=sha, converted_from=converted,
+                                      orientation=orientation))
             count += 1
             if _PROGRESS is not None and count % 16 == 0:
                 _PROGRESS(16)
@@ -201,7 +206,7 @@ def _advance(bar, task, start):
 
 def _fingerprint(sources: list[Source], config: dict, part: tuple[int, int] | None = None) -> str:
     """Identifies what a pack was made from: every source file's name/size/mtime (or zip CRC) + options."""
-    blob = json.dumps({"format": manifest_lib.FORMAT, "config": config, "part": part,
+    blob = json.dumps({"format": manifest_lib.FORMAT, "records": RECORD_VERSION, "config": config, "part": part,
                        "sources": [(s.layout, s.kind, s.digest) for s in sources]}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -314,7 +319,8 @@ def pack(sources, out, *, val_fraction: float = 0.2, seed: int = 0, shard_size: 
     out = str(out)
     if not (isinstance(num_workers, int) and num_workers >= 1 and 0 <= worker_index < num_workers):
         raise ConfigError(f"--worker-index must be in [0, --num-workers), got {worker_index} of {num_workers}")
-    found, items, rejects = scan([str(s) for s in sources])
+    notices: list[str] = []
+    found, items, rejects = scan([str(s) for s in sources], notices)
     classes = sorted({it.label for it in items if it.label})  # from names: identical on every machine
     config = {"val_fraction": float(val_fraction), "seed": seed, "shard_size": int(shard_size),
               "max_pixels": int(max_pixels)}
@@ -332,13 +338,15 @@ def pack(sources, out, *, val_fraction: float = 0.2, seed: int = 0, shard_size: 
         return existing
 
     with _progress_bar(progress) as bar, _Runner(min(workers, max(1, len(items) // _CHUNK)), found, max_pixels) as runner:
-        entries, source_bytes = _check_all(runner, bar, found, items, rejects)
+        entries, source_bytes = _check_all(runner, bar, found, items, rejects, notices)
         plan, report_rows = _plan(entries, rejects, val_fraction, seed, shard_size, found, classes, part is not None)
         shards = _write_all(runner, bar, plan, out, fingerprint)
 
     manifest = _manifest(found, config, fingerprint, plan, shards, rejects, report_rows,
                          seconds=time.perf_counter() - start, num_files=num_files,
                          source_bytes=source_bytes)
+    manifest["warnings"] = notices[:MAX_WARNINGS] + ([f"... and {len(notices) - MAX_WARNINGS} more warnings"]
+                                                     if len(notices) > MAX_WARNINGS else [])
     extra = {}
     if part is not None:
         manifest["part"] = part
@@ -371,8 +379,9 @@ def _record_rows(plan, found) -> list[tuple]:
     return rows
 
 
-def _check_all(runner, bar, found, items, rejects):
-    """Pass 2: decode-check + hash every item in the workers. Returns usable entries (in scan order)."""
+def _check_all(runner, bar, found, items, rejects, notices):
+    """Pass 2: decode-check + hash every item in the workers. Returns usable entries (in scan order);
+    a damaged EXIF orientation becomes a warning in `notices`."""
     chunks = [[(i, it.source, it.member) for i, it in enumerate(items[k:k + _CHUNK], start=k)]
               for k in range(0, len(items), _CHUNK)]
     task = bar.add_task("check", total=len(items), rate="")
@@ -381,12 +390,14 @@ def _check_all(runner, bar, found, items, rejects):
     for row in runner.check(chunks, _advance(bar, task, time.perf_counter())):
         results[row[0]] = row[1:]
     entries = []
-    for item, (reason, sha, phash, height, width, converted, stored, size) in zip(items, results):
+    for item, (reason, sha, phash, height, width, converted, stored, size, orientation, problem) in zip(items, results):
         source_bytes += size
         if reason:
             rejects.append((display_path(found[item.source], item), reason))
-        else:
-            entries.append(Entry(item, sha, phash, height, width, converted, stored))
+            continue
+        if problem:
+            notices.append(f"{display_path(found[item.source], item)}: {problem}; read as upright (orientation 1)")
+        entries.append(Entry(item, sha, phash, height, width, converted, stored, orientation))
     return entries, source_bytes
 
 
@@ -398,13 +409,20 @@ class _Plan:
 
 def _plan(entries, rejects, val_fraction, seed, shard_size, found, classes, allow_empty=False):
     """Pass 3: dedupe, split, order, shard. Pure bookkeeping on the small per-image metadata."""
-    # labeled before unlabeled, then by source and id: decides which copy of a duplicate is kept
-    entries.sort(key=lambda e: (not e.item.label, e.item.source, e.item.image_id))
+    # labeled before unlabeled, given train before val before test, then by source and id: decides which
+    # copy of a labeled duplicate is kept (a val copy of a train photo is the one dropped)
+    entries.sort(key=lambda e: (not e.item.label, SPLIT_RANK[e.item.split], e.item.source, e.item.image_id))
     report = analyse([Candidate(e.sha256, e.phash, e.item.label) for e in entries])
     kept = [e for e, k in zip(entries, report.keep) if k]
     by_split: dict[str, list[Entry]] = {s: [] for s in manifest_lib.SPLITS}
     for e in kept:
-        by_split[assign_split(e.sha256, seed=seed, val_fraction=val_fraction, labeled=bool(e.item.label))].append(e)
+        by_split[_split_of(e, seed, val_fraction)].append(e)
+    labeled_test = [e for e in by_split["test"] if e.item.label]
+    if labeled_test and len(labeled_test) < len(by_split["test"]):
+        unlabeled = next(e for e in by_split["test"] if not e.item.label)
+        raise DataError(f"{display_path(found[labeled_test[0].item.source], labeled_test[0].item)} is a labeled test "
+                        f"image but {display_path(found[unlabeled.item.source], unlabeled.item)} is an unlabeled one: "
+                        "one pack's test split is either labeled or unlabeled; pack them into separate folders")
     if not kept and not allow_empty:
         raise DataError(f"{', '.join(s.path for s in found)}: no usable images "
                         f"({len(rejects)} rejected: {_reasons_text(Counter(r for _, r in rejects))})")
@@ -419,15 +437,23 @@ def _plan(entries, rejects, val_fraction, seed, shard_size, found, classes, allo
     rows = {
         "duplicates": [("exact", ident(a), ident(b), 0) for a, b in report.exact]
         + [("label-conflict", ident(a), ident(b), 0) for a, b in report.conflicts]
-        + [("near", ident(a), ident(b), d) for a, b, d in report.near],
+        + [("near", ident(a), ident(b), d) for a, b, d in report.near]
+        + [("exact-unlabeled-kept", ident(a), ident(b), 0) for a, b in report.copies],
         "leakage": [(kind, ident(a), _split_of(entries[a], seed, val_fraction), ident(b), d)
                     for kind, a, b, d in report.leakage],
-        "counts": {"exact": len(report.exact), "near": len(report.near), "label_conflicts": len(report.conflicts)},
+        "counts": {"exact": len(report.exact), "near": len(report.near), "label_conflicts": len(report.conflicts),
+                   "unlabeled_copies": len(report.copies)},
     }
     return _Plan(classes, splits), rows
 
 
+SPLIT_RANK = {"": 0, "train": 0, "val": 1, "test": 2}
+
+
 def _split_of(entry: Entry, seed: int, val_fraction: float) -> str:
+    """A split folder's split as given; otherwise test for unlabeled images, else by content hash."""
+    if entry.item.split:
+        return entry.item.split
     return assign_split(entry.sha256, seed=seed, val_fraction=val_fraction, labeled=bool(entry.item.label))
 
 
@@ -472,7 +498,7 @@ def _write_all(runner, bar, plan: _Plan, out: str, fingerprint: str) -> dict[str
             infos[file] = info
             continue
         records = [(e.item.source, e.item.member, e.sha256, label_index.get(e.item.label, UNLABELED), e.item.label,
-                    e.item.image_id, e.converted_from, e.height, e.width) for e in members]
+                    e.item.image_id, e.converted_from, e.height, e.width, e.orientation) for e in members]
         specs.append({"file": file, "out": out, "path": manifest_lib.join(partial, file), "marker": marker,
                       "digest": digest, "records": records})
     total = sum(len(s["records"]) for s in specs)
@@ -493,7 +519,8 @@ def _manifest(found, config, fingerprint, plan: _Plan, shards, rejects, rows, *,
         splits[split] = {
             "num_examples": len(members),
             "num_bytes": sum(s["num_bytes"] for s in shards[split]),
-            "class_counts": {} if split == "test" else {c: counts.get(c, 0) for c in plan.classes},
+            "class_counts": {} if not any(e.item.label for e in members) and split == "test"
+            else {c: counts.get(c, 0) for c in plan.classes},
             "shards": shards[split],
         }
     stored = [e for split in plan.splits.values() for shard in split for e in shard]
@@ -514,6 +541,7 @@ def _manifest(found, config, fingerprint, plan: _Plan, shards, rejects, rows, *,
                      "file": "rejected.csv"},
         "converted": {"count": sum(converted.values()), "by_format": dict(sorted(converted.items()))},
         "duplicates": {**rows["counts"], "file": "duplicates.csv"},
+        "orientation": {"turned": sum(1 for e in stored if e.orientation != 1)},
         "leakage": {"count": len(rows["leakage"]), "file": "leakage.csv"},
         "stats": {"seconds": round(seconds, 2), "images_per_second": round(num_files / max(seconds, 1e-9), 1),
                   "source_bytes": source_bytes},
