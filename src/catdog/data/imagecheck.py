@@ -23,6 +23,7 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from catdog.data import heif
 from catdog.data.exif import jpeg_orientation
 
 DEFAULT_MAX_PIXELS = 40_000_000  # 40 MP: above any phone photo, far below a decompression bomb
@@ -93,6 +94,8 @@ def check_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Checked
     """Bytes -> Checked. Never raises for bad image data: the reason says what was wrong."""
     if not data:
         return Checked("empty-file")
+    if heif.is_heif(data) and not heif.available():  # registers the HEIF opener when it is installed
+        return Checked("needs-pillow-heif")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own, lower limit

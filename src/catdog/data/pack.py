@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from catdog.data import heif
 from catdog.data import manifest as manifest_lib
 from catdog.data.dedupe import Candidate, analyse
 from catdog.data.imagecheck import DEFAULT_MAX_PIXELS, check_image
@@ -321,6 +322,9 @@ def pack(sources, out, *, val_fraction: float = 0.2, seed: int = 0, shard_size: 
         raise ConfigError(f"--worker-index must be in [0, --num-workers), got {worker_index} of {num_workers}")
     notices: list[str] = []
     found, items, rejects = scan([str(s) for s in sources], notices)
+    heif_item = next((it for it in items if heif.is_heif_name(it.member)), None)
+    if heif_item is not None:
+        heif.require(display_path(found[heif_item.source], heif_item))
     classes = sorted({it.label for it in items if it.label})  # from names: identical on every machine
     config = {"val_fraction": float(val_fraction), "seed": seed, "shard_size": int(shard_size),
               "max_pixels": int(max_pixels)}
