@@ -1,6 +1,8 @@
 """Upload -> model input. Pillow reads only the header, so non-images and absurd dimensions are refused
-before any pixel is decoded; the pixels are then decoded and resized by
-`catdog.data.decode.decode_and_resize`, the same function training used, so serve cannot drift from it.
+before any pixel is decoded; the pixels are then decoded, turned upright (EXIF orientation) and resized
+by `catdog.data.decode.decode_and_resize`, the same function training used, so serve cannot drift from
+it. HEIC/HEIF uploads are converted to JPEG first (pillow-heif). `preview_jpeg` encodes the exact model
+input for the web page, so the page shows what the model is given (orientation and resize mode included).
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
+from catdog.data import heif
 from catdog.data.decode import as_size, decode_and_resize
 from catdog.errors import DataError
 
 # Pillow's name -> what the shared decoder reads it as (MPO = the multi-picture JPEGs many cameras write).
-ALLOWED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "GIF": "GIF", "BMP": "BMP", "WEBP": "WebP"}
-_ALLOWED_TEXT = "JPEG, PNG, GIF, BMP, WebP"
+ALLOWED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "GIF": "GIF", "BMP": "BMP", "WEBP": "WebP",
+                   "HEIF": "HEIF"}
+_ALLOWED_TEXT = "JPEG, PNG, GIF, BMP, WebP, HEIC"
 
 
 class RejectedImage(DataError):
@@ -33,6 +37,8 @@ def check_header(data: bytes, max_pixels: int) -> tuple[str, int, int]:
     """Encoded bytes -> (format, width, height) from the header alone; raise RejectedImage when unusable."""
     if not data:
         raise RejectedImage(400, "the upload is empty")
+    if heif.is_heif(data) and not heif.available():
+        raise RejectedImage(415, heif.INSTALL_HINT)
     try:
         with Image.open(io.BytesIO(data)) as image:  # lazy: parses the header, decodes no pixels
             fmt, (width, height) = image.format, image.size
@@ -71,7 +77,12 @@ class Decoder:
         self._decode = _traced_decoder(self.image_size, resize)
 
     def __call__(self, data: bytes) -> np.ndarray:
-        check_header(data, self.max_pixels)
+        fmt, _, _ = check_header(data, self.max_pixels)
+        if fmt == "HEIF":
+            try:
+                data = heif.to_jpeg(data, "the upload")
+            except DataError as e:
+                raise RejectedImage(400, str(e)) from e
         try:
             return self._decode(tf.constant(data)).numpy()
         except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as e:
@@ -84,6 +95,13 @@ class Decoder:
             buffer = io.BytesIO()
             Image.fromarray(pixels).save(buffer, format=fmt)
             self(buffer.getvalue())
+
+
+def preview_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+    """The model input (float32 H x W x 3, 0..255) as JPEG bytes, pixel for pixel (no resizing)."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(np.round(image), 0, 255).astype(np.uint8)).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
 
 
 def _reason(error: tf.errors.OpError) -> str:
