@@ -84,7 +84,7 @@ def _data_root(names: list[str]) -> tuple[str, list[tuple[str, str]]]:
         rest = [n[len(prefix):] for n in names if n.startswith(prefix)]
         tops = {r.split("/", 1)[0] for r in rest if "/" in r}
         loose = [r for r in rest if "/" not in r]
-        if len(tops) != 1 or any(_is_image_name(r) or _FLAT.match(r) or _NUMBERED.match(r) for r in loose):
+        if len(tops) != 1 or any(_is_image_name(r) for r in loose):
             return prefix, outside
         top = tops.pop()
         inner = [r.split("/", 1)[1] for r in rest if r.startswith(top + "/")]
