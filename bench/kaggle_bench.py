@@ -53,7 +53,9 @@ def _variant(job: tuple[str, str, int]) -> None:
 
 def generate(root: Path, labeled: int, unlabeled: int, copies: int, workers: int) -> None:
     """root/train (labeled, Kaggle names) and root/test1 (numbered, with `copies` byte copies at the end)."""
-    train_src = sorted((SHARED / "data" / "dogs-vs-cats" / "train").iterdir())
+    shared = sorted((SHARED / "data" / "dogs-vs-cats" / "train").iterdir())
+    cats, dogs = [p for p in shared if p.name.startswith("cat.")], [p for p in shared if p.name.startswith("dog.")]
+    train_src = [p for pair in zip(cats, dogs) for p in pair]  # alternate, so any --scale has both classes
     test_src = sorted((SHARED / "data" / "dogs-vs-cats" / "test1").iterdir())
     (root / "train").mkdir(parents=True)
     (root / "test1").mkdir()

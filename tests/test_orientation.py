@@ -180,9 +180,10 @@ def test_serve_preview_and_model_input_are_upright(photos):
             assert preview.startswith("data:image/jpeg;base64,")
             shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(preview.split(",", 1)[1]))))
             assert close(recorder.images[-1], UPRIGHT) and close(shown, UPRIGHT), o
-        damaged = jpeg(UPRIGHT, exif=DAMAGED_EXIF["garbage"])
-        assert client.post("/predict", files={"file": ("bad.jpg", damaged)}).status_code == 200
-        assert "input_preview" not in client.post("/predict", files={"file": ("1.jpg", damaged)}).json()
+        damaged = client.post("/predict", files={"file": ("bad.jpg", jpeg(UPRIGHT, exif=DAMAGED_EXIF["garbage"]))})
+        assert damaged.status_code == 200 and "input_preview" not in damaged.json()
+        assert damaged.json()["warning"] == "damaged EXIF block or invalid orientation; read as upright"
+        assert "warning" not in client.post("/predict", files={"file": ("6.jpg", (folder / "6.jpg").read_bytes())}).json()
 
 
 def test_exported_savedmodel_bytes_signature_turns_photos_upright(photos, tmp_path):

@@ -131,7 +131,7 @@ def create_app(
 
     async def classify(data: bytes, preview: bool = False) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        image = await loop.run_in_executor(app.state.decode_pool, decoder, data)  # RejectedImage on bad input
+        image, warning = await loop.run_in_executor(app.state.decode_pool, decoder.decode, data)  # RejectedImage on bad input
         try:
             probs = await batcher.submit(image)
         except ModelFailed:
@@ -144,6 +144,8 @@ def create_app(
             "label": classes[int(np.argmax(probs))],
             "probabilities": {c: float(p) for c, p in zip(classes, probs)},
         }
+        if warning:
+            result["warning"] = warning
         if preview:
             jpeg = await loop.run_in_executor(app.state.decode_pool, preview_jpeg, image)
             result["input_preview"] = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()

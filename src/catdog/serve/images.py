@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
-from catdog.data import heif
+from catdog.data import exif, heif
 from catdog.data.decode import as_size, decode_and_resize
 from catdog.errors import DataError
 
@@ -63,8 +63,11 @@ def check_header(data: bytes, max_pixels: int) -> tuple[str, int, int]:
 @functools.cache
 def _traced_decoder(image_size: tuple[int, int], mode: str):
     """One traced graph per (size, mode), shared by every app in the process."""
-    return tf.function(lambda encoded: decode_and_resize(encoded, image_size, mode),
-                       input_signature=[tf.TensorSpec([], tf.string)])
+    def decode(encoded):
+        status = exif.orientation_status(encoded)
+        return decode_and_resize(encoded, image_size, mode, status), status
+
+    return tf.function(decode, input_signature=[tf.TensorSpec([], tf.string)])
 
 
 class Decoder:
@@ -77,6 +80,10 @@ class Decoder:
         self._decode = _traced_decoder(self.image_size, resize)
 
     def __call__(self, data: bytes) -> np.ndarray:
+        return self.decode(data)[0]
+
+    def decode(self, data: bytes) -> tuple[np.ndarray, str]:
+        """(image, warning): the warning is "" or says that a damaged EXIF orientation was read as upright."""
         fmt, _, _ = check_header(data, self.max_pixels)
         if fmt == "HEIF":
             try:
@@ -84,9 +91,11 @@ class Decoder:
             except DataError as e:
                 raise RejectedImage(400, str(e)) from e
         try:
-            return self._decode(tf.constant(data)).numpy()
+            image, status = self._decode(tf.constant(data))
         except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as e:
             raise RejectedImage(400, f"cannot decode the image: {_reason(e)}") from e
+        warning = "damaged EXIF block or invalid orientation; read as upright" if int(status) == exif.PROBLEM else ""
+        return image.numpy(), warning
 
     def warm_up(self) -> None:
         """Trace the decoder on a tiny JPEG and PNG, so the first real request does not pay for it."""
