@@ -3,10 +3,12 @@ the value as the record feature `image/orientation`) and in TensorFlow ops (the 
 by predict, serve and the exported SavedModel's bytes signature, which must work without catdog).
 
 Phones and cameras store pixels as the sensor saw them and a tag saying how to turn them upright. The
-walk: JPEG markers from byte 2 until the `Exif\\0\\0` APP1 segment (or the image data starts), then the
-TIFF header (byte order, 42), IFD0, and the Orientation entry. No segment or no tag: 1 (upright, not a
-problem). A segment that is cut short, has a bad header, or holds a value outside 1..8 is a PROBLEM:
-the image is read as 1 and the caller warns, naming the file (it is never a crash).
+read: the first `Exif\0\0` in the JPEG's first 128 KB, which must open an APP1 segment (FF E1; the EXIF
+spec puts it first, or right after JFIF's APP0), then the TIFF header (byte order, 42), IFD0 and its
+Orientation entry. No segment or no tag: 1 (upright, not a problem). A segment that is cut short, has a
+bad header, or holds a value outside 1..8 is a PROBLEM: the image is read as 1 and the caller warns,
+naming the file (never a crash). The in-graph reader is a few dozen ops and no loop: one string search,
+then the parse only when an Exif segment exists (cheap beside decoding the JPEG).
 
 Values (the TIFF spec; `PIL.ImageOps.exif_transpose` is the reference the tests compare with):
 1 upright, 2 mirrored, 3 rotated 180, 4 flipped, 5 transposed, 6 turned 90 clockwise to be upright,
@@ -18,27 +20,19 @@ from __future__ import annotations
 import struct
 
 ORIENTATION_TAG = 0x0112
-MAX_SEGMENTS = 64  # markers walked before giving up (real files have the Exif segment within the first 3)
-SCAN_BYTES = 1 << 17  # header bytes the in-graph reader looks at (an APP1 segment is at most 64 KB)
+SCAN_BYTES = 1 << 17  # where the Exif segment is looked for (it comes before the image data, within 64 KB)
 PROBLEM = 0  # status of a damaged Exif block or an invalid value
+_EXIF = b"Exif\x00\x00"
 
 
 def jpeg_orientation(data: bytes) -> tuple[int, str]:
     """(orientation 1..8, problem). problem is "" when the value is valid or absent (then 1)."""
-    data = data[:SCAN_BYTES]
-    if data[:2] != b"\xff\xd8":
+    head = data[:SCAN_BYTES]
+    at = head.find(_EXIF)
+    if head[:2] != b"\xff\xd8" or at < 4 or head[at - 4] != 0xFF or head[at - 3] != 0xE1:
         return 1, ""
-    pos, n = 2, len(data)
-    for _ in range(MAX_SEGMENTS):
-        if pos + 4 > n:
-            return 1, ""
-        if data[pos] != 0xFF or data[pos + 1] in (0xDA, 0xD9):  # not a marker / start of scan / end of image
-            return 1, ""
-        length = struct.unpack(">H", data[pos + 2:pos + 4])[0]
-        if data[pos + 1] == 0xE1 and data[pos + 4:pos + 10] == b"Exif\x00\x00":
-            return _tiff_orientation(data, pos + 10, min(pos + 2 + length, n))
-        pos += 2 + length
-    return 1, ""
+    length = struct.unpack(">H", head[at - 2:at])[0]
+    return _tiff_orientation(head, at + 6, min(at - 2 + length, len(head)))
 
 
 def _tiff_orientation(data: bytes, t: int, limit: int) -> tuple[int, str]:
@@ -66,57 +60,45 @@ def orientation_status(encoded):
     """In-graph twin of jpeg_orientation: scalar tf.string -> int32 1..8, or PROBLEM (0)."""
     import tensorflow as tf
 
-    head = tf.io.decode_raw(tf.strings.substr(encoded, 0, SCAN_BYTES), tf.uint8)
-    n = tf.cast(tf.shape(head)[0], tf.int64)
-    padded = tf.cast(tf.pad(head, [[0, 16]]), tf.int64)
-    last = n + 15
+    head = tf.strings.substr(encoded, 0, SCAN_BYTES)
+    n = tf.cast(tf.strings.length(head), tf.int64)
 
-    def byte(i):  # out-of-range reads give 0; the bounds checks below decide what counts
-        return tf.where(i < n, tf.gather(padded, tf.clip_by_value(i, 0, last)), tf.constant(0, tf.int64))
+    def read(pos, size):
+        """Bytes [pos, pos + size) of head as int64, zeros past its end (the bounds checks decide)."""
+        pos = tf.clip_by_value(tf.cast(pos, tf.int64), 0, n)
+        size = tf.maximum(tf.cast(size, tf.int64), 0)
+        raw = tf.cast(tf.io.decode_raw(tf.strings.substr(head, pos, size), tf.uint8), tf.int64)
+        return tf.pad(raw, [[0, size - tf.shape(raw, out_type=tf.int64)[0]]])
 
-    def u16(i, little):
-        return tf.where(little, byte(i) + 256 * byte(i + 1), 256 * byte(i) + byte(i + 1))
+    def u16(b, little):
+        return tf.where(little, b[..., 0] + 256 * b[..., 1], 256 * b[..., 0] + b[..., 1])
 
-    def u32(i, little):
-        return tf.where(little, u16(i, little) + 65536 * u16(i + 2, little),
-                        65536 * u16(i, little) + u16(i + 2, little))
-
-    exif = tf.constant([0x45, 0x78, 0x69, 0x66, 0, 0], tf.int64)
-
-    def cond(pos, tiff, limit, steps):
-        return tf.logical_and(tf.logical_and(tiff < 0, steps < MAX_SEGMENTS), pos + 4 <= n)
-
-    def body(pos, tiff, limit, steps):
-        marker = byte(pos + 1)
-        length = u16(pos + 2, False)
-        stop = tf.logical_or(byte(pos) != 0xFF, tf.logical_or(marker == 0xDA, marker == 0xD9))
-        is_exif = tf.logical_and(marker == 0xE1, tf.reduce_all(byte(pos + 4 + tf.range(6, dtype=tf.int64)) == exif))
-        tiff = tf.where(stop, tf.zeros_like(tiff), tf.where(is_exif, pos + 10, tiff))
-        limit = tf.minimum(pos + 2 + length, n)
-        return pos + 2 + length, tiff, limit, steps + 1
-
-    is_jpeg = tf.logical_and(byte(tf.constant(0, tf.int64)) == 0xFF, byte(tf.constant(1, tf.int64)) == 0xD8)
-    zero, one, problem = (tf.constant(v, tf.int64) for v in (0, 1, PROBLEM))
-    start = (tf.constant(2, tf.int64), tf.where(is_jpeg, -one, zero), n, tf.constant(0))
-    _, t, limit, _ = tf.while_loop(cond, body, start)
-    found = t > 0
-    little = tf.logical_and(byte(t) == 0x49, byte(t + 1) == 0x49)
-    big = tf.logical_and(byte(t) == 0x4D, byte(t + 1) == 0x4D)
+    # Straight-line ops only (no tf.cond): inside tf.data a branch costs per node even when not taken, and
+    # every read is clipped to the header, so the parse can run on every image (about as cheap as a lookup).
+    parts = tf.strings.split(head, sep=_EXIF, maxsplit=1)
+    at = tf.cast(tf.strings.length(parts[0]), tf.int64)
+    start, marker = read(0, 2), read(at - 4, 4)
+    found = tf.logical_and(tf.logical_and(start[0] == 0xFF, start[1] == 0xD8),
+                           tf.logical_and(tf.size(parts) > 1, at >= 4))
+    found = tf.logical_and(found, tf.logical_and(marker[0] == 0xFF, marker[1] == 0xE1))
+    t, limit = at + 6, tf.minimum(at - 2 + 256 * marker[2] + marker[3], n)
+    tiff = read(t, 8)
+    little = tf.logical_and(tiff[0] == 0x49, tiff[1] == 0x49)
+    big = tf.logical_and(tiff[0] == 0x4D, tiff[1] == 0x4D)
     ok = tf.logical_and(tf.logical_or(little, big), t + 8 <= limit)
-    ok = tf.logical_and(ok, u16(t + 2, little) == 42)
-    ifd = t + u32(t + 4, little)
-    count = u16(ifd, little)
+    ok = tf.logical_and(ok, u16(tiff[2:4], little) == 42)
+    ifd = t + tf.where(little, u16(tiff[4:6], little) + 65536 * u16(tiff[6:8], little),
+                       65536 * u16(tiff[4:6], little) + u16(tiff[6:8], little))
+    count = u16(read(ifd, 2), little)
     ok = tf.logical_and(ok, tf.logical_and(ifd + 2 <= limit, ifd + 2 + 12 * count <= limit))
-    entries = ifd + 2 + 12 * tf.range(tf.where(ok, count, 0))
-    size = tf.shape(entries, out_type=tf.int64)[0]
-    first = tf.reduce_min(tf.where(u16(entries, little) == ORIENTATION_TAG, tf.range(size), size))  # size: none
-    has_tag = first < size
-    value = u16(ifd + 2 + 12 * first + 8, little)
-    valid = tf.logical_and(value >= 1, value <= 8)
-    status = tf.where(tf.logical_not(found), one,
-                      tf.where(tf.logical_not(ok), problem,
-                               tf.where(tf.logical_not(has_tag), one, tf.where(valid, value, problem))))
-    return tf.cast(status, tf.int32)
+    entries = tf.reshape(read(ifd + 2, 12 * tf.where(tf.logical_and(found, ok), count, 0)), [-1, 12])
+    tags = tf.concat([u16(entries[:, 0:2], little), [ORIENTATION_TAG]], 0)  # a sentinel: value 1 when absent
+    values = tf.concat([u16(entries[:, 8:10], little), [1]], 0)
+    first = tf.reduce_min(tf.where(tags == ORIENTATION_TAG, tf.range(tf.size(tags, out_type=tf.int64)),
+                                   tf.size(tags, out_type=tf.int64)))
+    value = values[first]
+    valid = tf.logical_and(ok, tf.logical_and(value >= 1, value <= 8))
+    return tf.cast(tf.where(found, tf.where(valid, value, PROBLEM), 1), tf.int32)
 
 
 def upright(status):
