@@ -98,7 +98,8 @@ def main() -> None:
     parser.add_argument("--backbone", default=str(SHARED / "weights" / "efficientnet_lite0_imagenet_notop.keras"))
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--work", type=Path, default=None, help="keep everything here (default: a temp folder, removed)")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="keep everything here and reuse its generated photos (default: a temp folder, removed)")
     args = parser.parse_args()
     labeled, unlabeled = round(25_000 * args.scale), round(12_500 * args.scale)
     copies = round(300 * args.scale) if args.copies is None else args.copies
@@ -107,9 +108,16 @@ def main() -> None:
     results: dict = {"scale": args.scale, "labeled": labeled, "unlabeled": unlabeled, "byte_copies_in_test": copies}
     try:
         start = time.perf_counter()
-        generate(work / "data", labeled, unlabeled, copies, args.workers)
-        results["generate_s"] = round(time.perf_counter() - start, 1)
-        print(f"generated {labeled} + {unlabeled} photos in {results['generate_s']} s", flush=True)
+        if (work / "data" / "done").is_file():  # --work of an earlier run: same photos, regenerate nothing
+            print(f"reusing the photos in {work / 'data'}", flush=True)
+        else:
+            shutil.rmtree(work / "data", ignore_errors=True)
+            generate(work / "data", labeled, unlabeled, copies, args.workers)
+            (work / "data" / "done").write_text(json.dumps({"labeled": labeled, "unlabeled": unlabeled, "copies": copies}))
+            results["generate_s"] = round(time.perf_counter() - start, 1)
+            print(f"generated {labeled} + {unlabeled} photos in {results['generate_s']} s", flush=True)
+        for stale in ("packed", "runs", "submission.csv"):
+            shutil.rmtree(work / stale, ignore_errors=True) if (work / stale).is_dir() else (work / stale).unlink(missing_ok=True)
 
         wall, peak, _ = timed([*catdog, "pack", str(work / "data" / "train"), str(work / "data" / "test1"),
                                "--out", str(work / "packed"), "--workers", str(args.workers)])
