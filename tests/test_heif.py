@@ -14,9 +14,10 @@ from typer.testing import CliRunner
 import catdog.cli
 from catdog.data import heif, load
 from catdog.data.pack import pack
-from catdog.predict import collect_inputs, run_predictions
-from photos import blocky, heic, jpeg
-from run_fixture import write_run
+from catdog.inputs import collect_inputs
+from catdog.prediction import run_predictions
+from fixtures.photos import blocky, heic, jpeg
+from fixtures.runs import write_run
 
 pytest.importorskip("pillow_heif")
 catdog.cli._register_commands()

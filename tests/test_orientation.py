@@ -19,9 +19,10 @@ from catdog.data import exif, load
 from catdog.data.decode import decode_and_resize
 from catdog.data.pack import pack
 from catdog.data.records import parse_example
-from catdog.predict import collect_inputs, run_predictions
-from photos import DAMAGED_EXIF, blocky, jpeg
-from run_fixture import write_run
+from catdog.inputs import collect_inputs
+from catdog.prediction import run_predictions
+from fixtures.photos import DAMAGED_EXIF, blocky, jpeg
+from fixtures.runs import write_run
 
 catdog.cli._register_commands()
 runner = CliRunner()

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 import catdog.cli
 from catdog.data.pack import pack
 from catdog.errors import DataError
-from conftest import make_image
-from run_fixture import write_run
+from fixtures.images import make_image
+from fixtures.runs import write_run
 
 catdog.cli._register_commands()
 runner = CliRunner()

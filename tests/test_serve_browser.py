@@ -127,7 +127,7 @@ def test_page_shows_every_class_and_the_upright_model_input(tmp_path):
     import uvicorn
 
     from catdog.serve import create_app
-    from photos import blocky, jpeg
+    from fixtures.photos import blocky, jpeg
 
     photo = tmp_path / "turned.jpg"
     photo.write_bytes(jpeg(blocky(64, 96), 6))  # stored 96x64 portrait, upright 64x96 landscape

@@ -13,7 +13,7 @@ import tensorflow as tf
 from typer.testing import CliRunner
 
 import catdog.cli
-from conftest import make_image
+from fixtures.images import make_image
 
 catdog.cli._register_commands()
 runner = CliRunner()
@@ -81,7 +81,7 @@ def test_predict_export_tflite_and_serve_agree_on_three_columns(trained):
 
     from fastapi.testclient import TestClient
 
-    from catdog.predict import load_predictor
+    from catdog.predictors import load_predictor
     from catdog.serve import create_app
 
     with TestClient(create_app(load_predictor(run))) as client:

@@ -28,7 +28,7 @@ def predict(
                                                "2 classes, full for more.")] = None,
 ) -> None:
     """Predict every INPUT image once; rows sorted by id; 2 classes: Kaggle's `id,label` (label = P(class 2))."""
-    from catdog.predict import predict as predict_images
+    from catdog.prediction import predict as predict_images
 
     summary = predict_images(model, inputs, output, split=split, skip_bad=skip_bad, clip=clip,
                              batch_size=batch_size, tta=tta.value, fmt=fmt)

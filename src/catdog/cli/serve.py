@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from catdog.cli import app, handle_errors
+from catdog.imageformats import DEFAULT_MAX_PIXELS
 
 
 @app.command()
@@ -17,7 +18,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind; the default is loopback only.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
     max_bytes: Annotated[str, typer.Option(help="Largest image upload, e.g. 10MB or 512KB; larger ones get 413.")] = "10MB",
-    max_megapixels: Annotated[float, typer.Option(min=0.001, help="Largest width x height, read from the header before decoding; larger get 422.")] = 50.0,
+    max_megapixels: Annotated[float, typer.Option(min=0.001, help="Largest width x height, read from the header before decoding; larger get 422.")] = DEFAULT_MAX_PIXELS / 1e6,
     max_batch: Annotated[int, typer.Option(min=1, help="Largest batch of concurrent requests run on the model at once; 1 turns batching off.")] = 32,
     batch_wait_ms: Annotated[float, typer.Option(min=0.0, help="How long a request waits for others to share its batch.")] = 5.0,
 ) -> None:

@@ -14,7 +14,7 @@ from catdog.errors import DataError
 
 EXTENSIONS = (".heic", ".heif", ".hif")
 INSTALL_HINT = "HEIC/HEIF photos need the pillow-heif package: pip install pillow-heif"
-_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avci")
+BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avci")
 JPEG_QUALITY = 95
 
 
@@ -31,7 +31,7 @@ def available() -> bool:
 
 def is_heif(data: bytes) -> bool:
     """ISO-BMFF `ftyp` box with a HEIF brand (the bytes, not the name, decide)."""
-    return len(data) >= 12 and data[4:8] == b"ftyp" and data[8:12] in _BRANDS
+    return len(data) >= 12 and data[4:8] == b"ftyp" and data[8:12] in BRANDS
 
 
 def is_heif_name(name: str) -> bool:

@@ -26,7 +26,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from catdog.data import heif
 from catdog.data.exif import jpeg_orientation
 
-DEFAULT_MAX_PIXELS = 40_000_000  # 40 MP: above any phone photo, far below a decompression bomb
+from catdog.imageformats import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, IMAGE_FORMATS  # noqa: F401  (one definition)
+
 JPEG_QUALITY = 95  # for converted images: visually lossless, ~1/3 the size of PNG photos
 REASONS = {
     "empty-file": "zero bytes",
@@ -90,22 +91,61 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def check_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Checked:
-    """Bytes -> Checked. Never raises for bad image data: the reason says what was wrong."""
+@dataclass(frozen=True, slots=True)
+class Header:
+    """What an image's header says, read before any pixel is decoded. `problem` is "" or a key of REASONS."""
+
+    problem: str = ""
+    format: str = ""  # Pillow's name ("JPEG", "PNG", ...); "" when the header could not be read
+    width: int = 0
+    height: int = 0
+    detail: str = ""  # Pillow's message when the header itself is unreadable
+
+
+_MALFORMED = (SyntaxError, ValueError, TypeError, EOFError, IndexError, ZeroDivisionError, struct.error)
+# ^ what Pillow's plugins raise for malformed headers/chunks: the file is unusable, not our bug
+
+
+def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """The ONE header check (pack and serve): -> (lazy PIL image or None, Header).
+
+    Pillow parses only the header here, so a 100000x100000 PNG is refused before anything is allocated.
+    The image is returned only when the header is acceptable; decoding it is the caller's next step.
+    """
     if not data:
-        return Checked("empty-file")
+        return None, Header("empty-file")
     if heif.is_heif(data) and not heif.available():  # registers the HEIF opener when it is installed
-        return Checked("needs-pillow-heif")
+        return None, Header("needs-pillow-heif", "HEIF")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own, lower limit
             image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                return Checked("too-many-pixels", height, width)
-            if width < 1 or height < 1:
-                return Checked("decode-error", height, width)
-            orientation, problem = jpeg_orientation(data) if image.format in _JPEG_FORMATS else (1, "")
+    except Image.DecompressionBombError as e:  # Pillow's own guard, for truly absurd headers
+        return None, Header("too-many-pixels", detail=str(e))
+    except UnidentifiedImageError:
+        return None, Header("not-an-image")
+    except OSError as e:
+        return None, Header("truncated" if "truncated" in str(e).lower() else "decode-error", detail=str(e))
+    except _MALFORMED as e:
+        return None, Header("decode-error", detail=str(e))
+    width, height = image.size
+    if width * height > max_pixels:
+        return None, Header("too-many-pixels", image.format, width, height)
+    if width < 1 or height < 1:
+        return None, Header("decode-error", image.format, width, height)
+    return image, Header("", image.format, width, height)
+
+
+def check_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Checked:
+    """Bytes -> Checked. Never raises for bad image data: the reason says what was wrong."""
+    image, header = open_image(data, max_pixels)
+    if image is None:
+        return Checked(header.problem, header.height, header.width)
+    width, height = header.width, header.height
+    orientation, problem = jpeg_orientation(data) if image.format in _JPEG_FORMATS else (1, "")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own, lower limit
             if image.format in _JPEG_FORMATS and image.mode == "RGB":
                 image.draft("RGB", (64, 64))  # DCT-scaled decode: reads every byte, ~10x less work
                 image.load()
@@ -125,8 +165,7 @@ def check_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Checked
         return Checked("not-an-image")
     except OSError as e:
         return Checked("truncated" if "truncated" in str(e).lower() else "decode-error")
-    except (SyntaxError, ValueError, TypeError, EOFError, IndexError, ZeroDivisionError, struct.error):
-        # Pillow's plugins raise these for malformed headers/chunks; the file is unusable, not our bug
+    except _MALFORMED:
         return Checked("decode-error")
     out = io.BytesIO()
     rgb.save(out, format="JPEG", quality=JPEG_QUALITY)

@@ -23,13 +23,13 @@ import re
 from dataclasses import dataclass, field
 
 from catdog.errors import DataError
+from catdog.imageformats import IMAGE_EXTENSIONS
 
 LAYOUTS = ("flat", "classes", "numbered", "splits")
 LAYOUTS_TEXT = ("class folders (SRC/cat/*.jpg), Kaggle names (cat.1.jpg), numbered test files (1.jpg), "
                 "or split folders (SRC/train/<class>/, SRC/val/<class>/, optional SRC/test/)")
 SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 SYSTEM_FILES = {"thumbs.db", "ehthumbs.db", "desktop.ini", "icon\r"}  # Windows/macOS folder metadata
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".heic", ".heif", ".tif", ".tiff", ".jfif")
 _FLAT = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9]+)$")  # cat.123.jpg
 _NUMBERED = re.compile(r"^(\d+)\.([A-Za-z0-9]+)$")  # 123.jpg
 

@@ -45,8 +45,8 @@ def _hidden(rel: str) -> bool:
     return any((part.startswith(".") and part != "..") or part == "__MACOSX" for part in rel.split("/"))
 
 
-def _list_dir(root: str) -> list[tuple[str, str]]:
-    """(relative posix path, change token) of every non-hidden file, in sorted order."""
+def list_folder(root: str) -> list[tuple[str, str]]:
+    """(relative posix path, change token) of every non-hidden file under `root`, in sorted order (pack, predict)."""
     entries = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
@@ -60,7 +60,8 @@ def _list_dir(root: str) -> list[tuple[str, str]]:
     return sorted(entries)
 
 
-def _list_zip(path: str) -> list[tuple[str, str]]:
+def list_zip(path: str) -> list[tuple[str, str]]:
+    """(member name, change token) of every non-hidden file in a zip, sorted; DataError if it is unreadable."""
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
@@ -74,9 +75,9 @@ def scan_source(path: str, index: int = 0, notices: list[str] | None = None) -> 
     source; one-line warnings (ignored sub-folders, given splits) are appended to `notices`."""
     path = os.path.abspath(os.path.expanduser(str(path)))
     if os.path.isdir(path):
-        kind, entries = "dir", _list_dir(path)
+        kind, entries = "dir", list_folder(path)
     elif os.path.isfile(path) and (zipfile.is_zipfile(path) or path.lower().endswith(".zip")):
-        kind, entries = "zip", _list_zip(path)  # a broken .zip gets _list_zip's "cannot read" error
+        kind, entries = "zip", list_zip(path)  # a broken .zip gets list_zip's "cannot read" error
     elif os.path.exists(path):
         raise DataError(f"{path}: not a folder or a .zip archive")
     else:

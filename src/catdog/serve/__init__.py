@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from catdog.imageformats import DEFAULT_MAX_PIXELS
 from catdog.serve.app import Predictor, create_app
 from catdog.serve.batcher import DynamicBatcher
 
@@ -18,12 +19,12 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, max_bytes: int = 10 * 2**20,
-          max_pixels: int = 50_000_000, max_batch: int = 32, batch_wait_ms: float = 5.0,
+          max_pixels: int = DEFAULT_MAX_PIXELS, max_batch: int = 32, batch_wait_ms: float = 5.0,
           log_level: str = "info") -> None:
     """Load MODEL (run folder, SavedModel folder, .tflite or exported .keras) and serve it until interrupted."""
     import uvicorn
 
-    from catdog.predict import load_predictor
+    from catdog.predictors import load_predictor
 
     predictor = load_predictor(model)
     app = create_app(predictor, max_bytes=max_bytes, max_pixels=max_pixels, max_batch=max_batch,

@@ -13,16 +13,16 @@ import re
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from catdog.data import exif, heif
 from catdog.data.decode import as_size, decode_and_resize
+from catdog.data.imagecheck import open_image
 from catdog.errors import DataError
+from catdog.imageformats import DEFAULT_MAX_PIXELS, IMAGE_FORMATS, IMAGE_FORMATS_TEXT
 
-# Pillow's name -> what the shared decoder reads it as (MPO = the multi-picture JPEGs many cameras write).
-ALLOWED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "GIF": "GIF", "BMP": "BMP", "WEBP": "WebP",
-                   "HEIF": "HEIF"}
-_ALLOWED_TEXT = "JPEG, PNG, GIF, BMP, WebP, HEIC"
+ALLOWED_FORMATS = IMAGE_FORMATS  # one list of formats for pack, predict and serve
+_ALLOWED_TEXT = IMAGE_FORMATS_TEXT
 
 
 class RejectedImage(DataError):
@@ -34,26 +34,28 @@ class RejectedImage(DataError):
 
 
 def check_header(data: bytes, max_pixels: int) -> tuple[str, int, int]:
-    """Encoded bytes -> (format, width, height) from the header alone; raise RejectedImage when unusable."""
-    if not data:
+    """Encoded bytes -> (format, width, height) from the header alone (catdog.data.imagecheck.open_image, the
+    same check pack uses); raise RejectedImage with the HTTP status for each problem when unusable."""
+    image, header = open_image(data, max_pixels)
+    if image is not None:
+        image.close()
+    if header.problem == "empty-file":
         raise RejectedImage(400, "the upload is empty")
-    if heif.is_heif(data) and not heif.available():
+    if header.problem == "needs-pillow-heif":
         raise RejectedImage(415, heif.INSTALL_HINT)
-    try:
-        with Image.open(io.BytesIO(data)) as image:  # lazy: parses the header, decodes no pixels
-            fmt, (width, height) = image.format, image.size
-    except Image.DecompressionBombError as e:  # Pillow's own guard fires first for truly absurd headers
+    if header.problem == "too-many-pixels" and not header.format:  # Pillow's own guard fired first
         raise RejectedImage(
             422, f"image dimensions are absurd (over {2 * Image.MAX_IMAGE_PIXELS:,} pixels); "
             f"the limit is {max_pixels:,} pixels"
-        ) from e
-    except UnidentifiedImageError as e:
-        raise RejectedImage(415, f"not an image (allowed formats: {_ALLOWED_TEXT})") from e
-    except (OSError, SyntaxError, ValueError) as e:
-        raise RejectedImage(400, f"cannot read the image header: {e}") from e
+        )
+    if header.problem == "not-an-image":
+        raise RejectedImage(415, f"not an image (allowed formats: {_ALLOWED_TEXT})")
+    if not header.format:  # the header itself could not be read
+        raise RejectedImage(400, f"cannot read the image header: {header.detail}")
+    fmt, width, height = header.format, header.width, header.height
     if fmt not in ALLOWED_FORMATS:
         raise RejectedImage(415, f"unsupported image format {fmt}; allowed formats: {_ALLOWED_TEXT}")
-    if width < 1 or height < 1 or width * height > max_pixels:
+    if header.problem:  # too many pixels, or a zero dimension
         raise RejectedImage(
             422, f"image is {width}x{height} ({width * height:,} pixels); the limit is {max_pixels:,} pixels"
         )
@@ -73,7 +75,7 @@ def _traced_decoder(image_size: tuple[int, int], mode: str):
 class Decoder:
     """Encoded bytes -> float32 (H, W, 3) in 0..255 through the shared decode function, traced once."""
 
-    def __init__(self, image_size, resize: str = "squash", max_pixels: int = 50_000_000):
+    def __init__(self, image_size, resize: str = "squash", max_pixels: int = DEFAULT_MAX_PIXELS):
         self.image_size = as_size(image_size)
         self.resize = resize
         self.max_pixels = int(max_pixels)
