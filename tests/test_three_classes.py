@@ -1,11 +1,13 @@
 """N classes end to end (issue 9): a 3-class tree through pack -> train (small-cnn) -> evaluate (per-class
 metrics, 3x3 confusion matrix) -> predict (id, predicted, one column per class, sorted by id) -> export
-(SavedModel, TFLite) -> serve (every class's probability). Small generated images, a few epochs."""
+(SavedModel, TFLite) -> serve (every class's probability). Small generated images, a few epochs.
+The commands run with stderr captured (not a terminal), so they also show the periodic progress lines."""
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -41,14 +43,34 @@ def trained(tmp_path_factory):
             make_image(root / "src" / "val" / name / f"v{i}.jpg", colour, size=(32, 32), seed=100 * k + 50 + i)
     for i, colour in enumerate([*CLASSES.values(), *CLASSES.values()], start=1):
         make_image(root / "src" / "test" / f"{i}.jpg", colour, size=(32, 32), seed=900 + i)
-    invoke("pack", root / "src", "--out", root / "packed", "--workers", "1")
-    invoke("train", root / "packed", "--backbone", "small-cnn", "--image-size", "32", "--epochs", "4",
-           "--batch-size", "8", "--lr", "0.01", "--runs-dir", root / "runs", "--name", "three")
-    return root, root / "runs" / "three"
+    logs = {"pack": invoke("pack", root / "src", "--out", root / "packed", "--workers", "1").output,
+            "train": invoke("train", root / "packed", "--backbone", "small-cnn", "--image-size", "32", "--epochs", "4",
+                            "--batch-size", "8", "--lr", "0.01", "--runs-dir", root / "runs", "--name", "three").output}
+    return root, root / "runs" / "three", logs
+
+
+LINE = r"{what}: (\d[\d,]*)/(\d[\d,]*) images \((\d+)%\), [\d,]+ images/s, (done in|\d+:\d\d:\d\d left|time left unknown)"
+
+
+def progress_lines(output: str, what: str) -> list[tuple[int, int]]:
+    """(done, total) of every progress line of `what` (e.g. 'check', 'phase 1 epoch 2/4') in a captured log."""
+    return [(int(m.group(1).replace(",", "")), int(m.group(2).replace(",", "")))
+            for m in re.finditer(LINE.format(what=re.escape(what)), output)]
+
+
+def test_long_jobs_print_progress_lines_with_rate_and_time_left_when_stderr_is_not_a_terminal(trained):
+    root, run, logs = trained
+    assert progress_lines(logs["pack"], "check") == [(48, 48)] and progress_lines(logs["pack"], "write") == [(48, 48)]
+    for epoch in range(1, 5):  # 30 training images, batch 8: 4 steps = 32 images an epoch
+        assert progress_lines(logs["train"], f"phase 1 epoch {epoch}/4") == [(32, 32)], logs["train"]
+    evaluated = invoke("evaluate", run, "--data", root / "packed", "--split", "val").output
+    assert progress_lines(evaluated, "evaluate val") == [(12, 12)]
+    predicted = invoke("predict", run, root / "packed", "-o", root / "p.csv").output
+    assert progress_lines(predicted, "predict") == [(6, 6)]
 
 
 def test_evaluate_reports_every_class(trained):
-    root, run = trained
+    root, run, _ = trained
     invoke("evaluate", run, "--data", root / "packed", "--split", "val")
     metrics = json.loads((run / "eval" / "val" / "metrics.json").read_text())
     assert metrics["classes"] == ["bird", "cat", "dog"]
@@ -59,7 +81,7 @@ def test_evaluate_reports_every_class(trained):
 
 
 def test_predict_export_tflite_and_serve_agree_on_three_columns(trained):
-    root, run = trained
+    root, run, _ = trained
     out = root / "submission.csv"
     invoke("predict", run, root / "packed", "-o", out)
     rows = read_csv(out)
