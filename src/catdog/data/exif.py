@@ -7,8 +7,8 @@ read: the first `Exif\0\0` in the JPEG's first 128 KB, which must open an APP1 s
 spec puts it first, or right after JFIF's APP0), then the TIFF header (byte order, 42), IFD0 and its
 Orientation entry. No segment or no tag: 1 (upright, not a problem). A segment that is cut short, has a
 bad header, or holds a value outside 1..8 is a PROBLEM: the image is read as 1 and the caller warns,
-naming the file (never a crash). The in-graph reader is a few dozen ops and no loop: one string search,
-then the parse only when an Exif segment exists (cheap beside decoding the JPEG).
+naming the file (never a crash). The in-graph reader is straight-line ops (one string search, clipped
+reads, no loop and no branch: inside tf.data an untaken branch still costs per node).
 
 Values (the TIFF spec; `PIL.ImageOps.exif_transpose` is the reference the tests compare with):
 1 upright, 2 mirrored, 3 rotated 180, 4 flipped, 5 transposed, 6 turned 90 clockwise to be upright,
