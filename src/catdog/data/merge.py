@@ -7,7 +7,8 @@
 Each part deduplicated its own share; merge repeats the duplicate/leakage analysis over every part's
 record metadata (records.csv: no image bytes), so an exact duplicate split across two machines is still
 kept once (the shard holding the dropped copy is rewritten without it). Split and label index need no
-fix-up: the split comes from the content hash and the class list from file names, identical everywhere.
+fix-up: the split comes from the content hash or a split folder's name, and the class list from file
+names, identical everywhere.
 Shards are then renamed into DIR under global names, each recorded by a done-marker, and the manifest
 is written last; a killed merge is finished by running it again.
 """
@@ -25,7 +26,7 @@ from catdog.csvfile import read_dicts
 from catdog.data import manifest as manifest_lib
 from catdog.data import pack_manifest
 from catdog.data.dedupe import Candidate, analyse
-from catdog.data.pack_plan import shard_file
+from catdog.data.pack_plan import SPLIT_RANK, shard_file
 from catdog.data.pack_state import PART_NAME, PARTIAL_DIR, RECORDS_FILE, clear, finish, marker_path, part_dir, read_existing
 from catdog.data.records import parse_example
 from catdog.errors import DataError
@@ -87,7 +88,9 @@ def merge(out, *, overwrite: bool = False, progress: bool = True) -> dict:
 
     # global duplicate analysis over every part's kept records, in the order a single pack uses
     records = [{**r, "part": i} for i, (path, _) in enumerate(parts) for r in read_dicts(manifest_lib.join(path, RECORDS_FILE))]
-    records.sort(key=lambda r: (not r["label"], int(r["source"]), r["id"]))
+    # the order a single pack uses (pack_plan.plan): given train before val before test; copies of one
+    # photo split by content hash share their split, so the final split ranks them the same way
+    records.sort(key=lambda r: (not r["label"], SPLIT_RANK.get(r["split"], 0), int(r["source"]), r["id"]))
     report = analyse([Candidate(r["sha256"], int(r["phash"], 16), r["label"]) for r in records])
     drops: dict[tuple[int, str], set[str]] = {}  # (part, shard file) -> ids to leave out
     for r, keep in zip(records, report.keep):
