@@ -14,7 +14,7 @@ from catdog.imageformats import DEFAULT_MAX_PIXELS
 @app.command()
 @handle_errors
 def serve(
-    model: Annotated[Path, typer.Argument(exists=True, help="Run folder, exported SavedModel folder, .tflite or exported .keras file.")],
+    model: Annotated[Path, typer.Argument(exists=True, help="Run folder, exported SavedModel folder, .tflite, .onnx or exported .keras file.")],
     host: Annotated[str, typer.Option(help="Address to bind; the default is loopback only.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
     max_bytes: Annotated[str, typer.Option(help="Largest image upload, e.g. 10MB or 512KB; larger ones get 413.")] = "10MB",
@@ -23,7 +23,10 @@ def serve(
     batch_wait_ms: Annotated[float, typer.Option(min=0.0, help="How long a request waits for others to share its batch.")] = 5.0,
 ) -> None:
     """Serve MODEL over HTTP: POST /predict, POST /predict/batch, GET /health, GET /model, and a web page at /."""
+    from catdog.extras import require
     from catdog.sizes import parse_size
+
+    require("serve", "catdog serve")
     from catdog.serve import serve as run_server
 
     run_server(model, host=host, port=port, max_bytes=parse_size(max_bytes, "--max-bytes"), max_pixels=int(max_megapixels * 1e6),

@@ -21,7 +21,7 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, max_bytes: int = 10 * 2**20,
           max_pixels: int = DEFAULT_MAX_PIXELS, max_batch: int = 32, batch_wait_ms: float = 5.0,
           log_level: str = "info") -> None:
-    """Load MODEL (run folder, SavedModel folder, .tflite or exported .keras) and serve it until interrupted."""
+    """Load MODEL (run folder, SavedModel folder, .tflite, .onnx or exported .keras) and serve it until interrupted."""
     import uvicorn
 
     from catdog.predictors import load_predictor
