@@ -94,7 +94,7 @@ def load(
 
     def to_example(serialized):
         features = parse_example(serialized)
-        image = decode_and_resize(features["image/encoded"], target, resize)
+        image = decode_and_resize(features["image/encoded"], target, resize, features["image/orientation"])
         if training and augment is not None:
             image = augment(image)
         label = tf.cast(features["image/class/label"], tf.int32)
