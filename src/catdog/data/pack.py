@@ -38,7 +38,9 @@ from catdog.data.imagecheck import DEFAULT_MAX_PIXELS, check_image
 from catdog.data.records import UNLABELED, make_example
 from catdog.data.scan import Item, Reader, Source, display_path, scan
 from catdog.data.split import assign_split, check_val_fraction, record_order
+from catdog import lock
 from catdog.errors import ConfigError, DataError
+from catdog.outputs import check_pack_folder, disk_full
 
 DEFAULT_SHARD_SIZE = 128 * 2**20  # TFDS's guidance: 64-256 MB shards read fast and parallelise well
 PARTIAL_DIR = ".partial"  # temp shards + done-markers of an unfinished pack; removed when it completes
@@ -314,6 +316,7 @@ def pack(sources, out, *, val_fraction: float = 0.2, seed: int = 0, shard_size: 
     out = str(out)
     if not (isinstance(num_workers, int) and num_workers >= 1 and 0 <= worker_index < num_workers):
         raise ConfigError(f"--worker-index must be in [0, --num-workers), got {worker_index} of {num_workers}")
+    check_pack_folder(out)  # never write into a folder of someone else's files (checked before any work)
     found, items, rejects = scan([str(s) for s in sources])
     classes = sorted({it.label for it in items if it.label})  # from names: identical on every machine
     config = {"val_fraction": float(val_fraction), "seed": seed, "shard_size": int(shard_size),
@@ -327,24 +330,27 @@ def pack(sources, out, *, val_fraction: float = 0.2, seed: int = 0, shard_size: 
         fingerprint = _fingerprint(found, config, (worker_index, num_workers))
         out = part_dir(out, worker_index, num_workers)
     num_files = len(items) + len(rejects)
-    existing = _prepare_out(out, fingerprint, overwrite)
-    if existing is not None:
-        return existing
+    check_pack_folder(out)
+    tf.io.gfile.makedirs(out)
+    with lock.exclusive(out, "pack"), disk_full(out, "packing"):  # one writer; ENOSPC -> one line
+        existing = _prepare_out(out, fingerprint, overwrite)
+        if existing is not None:
+            return existing
 
-    with _progress_bar(progress) as bar, _Runner(min(workers, max(1, len(items) // _CHUNK)), found, max_pixels) as runner:
-        entries, source_bytes = _check_all(runner, bar, found, items, rejects)
-        plan, report_rows = _plan(entries, rejects, val_fraction, seed, shard_size, found, classes, part is not None)
-        shards = _write_all(runner, bar, plan, out, fingerprint)
+        with _progress_bar(progress) as bar, _Runner(min(workers, max(1, len(items) // _CHUNK)), found, max_pixels) as runner:
+            entries, source_bytes = _check_all(runner, bar, found, items, rejects)
+            plan, report_rows = _plan(entries, rejects, val_fraction, seed, shard_size, found, classes, part is not None)
+            shards = _write_all(runner, bar, plan, out, fingerprint)
 
-    manifest = _manifest(found, config, fingerprint, plan, shards, rejects, report_rows,
-                         seconds=time.perf_counter() - start, num_files=num_files,
-                         source_bytes=source_bytes)
-    extra = {}
-    if part is not None:
-        manifest["part"] = part
-        extra[RECORDS_FILE] = _csv(_record_rows(plan, found), RECORD_COLUMNS)
-    _finish(out, manifest, report_rows, rejects, extra)
-    return manifest
+        manifest = _manifest(found, config, fingerprint, plan, shards, rejects, report_rows,
+                             seconds=time.perf_counter() - start, num_files=num_files,
+                             source_bytes=source_bytes)
+        extra = {}
+        if part is not None:
+            manifest["part"] = part
+            extra[RECORDS_FILE] = _csv(_record_rows(plan, found), RECORD_COLUMNS)
+        _finish(out, manifest, report_rows, rejects, extra)
+        return manifest
 
 
 RECORDS_FILE = "records.csv"  # per-record metadata of a part, so `merge` can dedupe across parts
