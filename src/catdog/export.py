@@ -29,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from catdog import lock
 from catdog.errors import ConfigError, ModelError
+from catdog.outputs import check_output_file, check_output_folder, disk_full
 
 FORMATS = ("savedmodel", "tflite", "keras")
 QUANTIZE = ("none", "dynamic")  # dynamic: int8 weights, float activations (TFLite only)
@@ -128,13 +130,25 @@ def export(run_dir, fmt: str, out_dir, *, quantize: str = "none", parity_samples
     out_dir = Path(out_dir)
     if not out_dir.parent.is_dir():
         raise ConfigError(f"{out_dir}: parent folder {out_dir.parent} does not exist")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"{out_dir}: exists and is not a folder")
+    check_output_folder(out_dir, what="--out")  # not a symlink, not a file
     run = load_run(run_dir)
+    stem = {"savedmodel": None, "keras": "model.keras", "tflite": "model.tflite" if quantize == "none" else "model-int8.tflite"}[fmt]
+    for target in ([] if stem is None else [out_dir / stem, metadata_path(out_dir / stem)]):  # replace only our own exports
+        check_output_file(target, protected=[run_dir], what="--out", replaceable=_is_own_export)
     out_dir.mkdir(exist_ok=True)
-    images, parity_source = parity_images(run, parity_samples)
-    writer = {"savedmodel": _export_saved_model, "tflite": _export_tflite, "keras": _export_keras}[fmt]
-    return writer(run, out_dir, images, parity_source, quantize=quantize, version=version)
+    with lock.exclusive(out_dir, "export"), disk_full(out_dir, "exporting"):  # one writer per export folder
+        images, parity_source = parity_images(run, parity_samples)
+        writer = {"savedmodel": _export_saved_model, "tflite": _export_tflite, "keras": _export_keras}[fmt]
+        return writer(run, out_dir, images, parity_source, quantize=quantize, version=version)
+
+
+def _is_own_export(path: Path) -> bool:
+    """A model file or its .json written by an earlier `catdog export` (format marker in the .json)."""
+    meta = path if path.name.endswith(".json") else metadata_path(path)
+    try:
+        return json.loads(meta.read_text()).get("format") == METADATA_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _check_parity(diff: float, quantize: str, path: Path) -> None:

@@ -167,3 +167,13 @@ def disk_full(path, what: str = "writing") -> Iterator[None]:
         where = str(path) if "://" in str(path) else os.path.abspath(str(path))
         raise DataError(f"{where}: disk full while {what} ({free_space(where)}); free some space and run the "
                         "same command again") from None
+
+
+def check_report_folder(folder, files: Iterable[str], *, protected: Iterable = (), what: str = "output") -> None:
+    """A folder of catdog's own report files (evaluate's RUN/eval/<split>/): neither it, its parent, nor any of
+    `files` may be a symlink or a non-regular file; existing regular files there are catdog's and get replaced."""
+    folder = Path(folder)
+    for level in (folder.parent, folder):
+        check_output_folder(level, what=what)
+    for name in files:
+        check_output_file(folder / name, protected=protected, what=what, replaceable=lambda _: True)

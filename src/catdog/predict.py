@@ -27,7 +27,9 @@ from typing import Protocol
 
 import numpy as np
 
+from catdog.data.scan import check_member
 from catdog.errors import ConfigError, DataError, ModelError
+from catdog.outputs import check_output_file, disk_full
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
 TTA_MODES = ("none", "flip")  # flip: average the plain and the left-right mirrored view
@@ -226,6 +228,7 @@ class _Zip:
             with zipfile.ZipFile(self.path) as zf:
                 for image_id, member in zip(self.ids, self.members):
                     try:
+                        check_member(zf.getinfo(member), self.path)  # zip bombs: refused before inflating
                         data = zf.read(member)
                     except (zipfile.BadZipFile, OSError, RuntimeError, zlib.error):
                         data = b""  # decodes to an error below; `read` gives the real reason
@@ -236,6 +239,7 @@ class _Zip:
 
     def read(self, index: int) -> bytes:
         with zipfile.ZipFile(self.path) as zf:
+            check_member(zf.getinfo(self.members[index]), self.path)
             return zf.read(self.members[index])
 
 
@@ -499,6 +503,7 @@ class PredictSummary:
     images_per_second: float
     model: str
     classes: list[str]
+    replaced: bool = False  # an existing CSV at `output` was replaced
 
 
 def check_output_path(output) -> Path:
@@ -542,6 +547,9 @@ def predict(model, inputs, output, *, split: str = "test", skip_bad: bool = Fals
             batch_size: int = 32, tta: str = "none", progress: bool = True) -> PredictSummary:
     """MODEL + INPUT... -> submission CSV at `output` (see the module docstring)."""
     output = check_output_path(output)
+    protected = [str(model), *(str(i) for i in inputs)]  # never written over (issue 13)
+    replaced = check_output_file(output, protected=protected, what="-o")
+    check_output_file(skipped_path(output), protected=protected, what="-o's .skipped.csv")
     if clip is not None and not 0.0 <= clip < 0.5:
         raise ConfigError(f"--clip must be in [0, 0.5); got {clip}")
     if batch_size < 1:
@@ -562,11 +570,12 @@ def predict(model, inputs, output, *, split: str = "test", skip_bad: bool = Fals
     probs = result.probs.astype(np.float64)
     if clip:
         probs = np.clip(probs, clip, 1.0 - clip)
-    if result.bad:
-        write_csv(side, ["id", "name", "reason"], [list(b) for b in result.bad])
     header, rows = format_rows(result.ids, probs, predictor.classes)
-    write_csv(output, header, rows)
+    with disk_full(output, "writing predictions"):
+        if result.bad:
+            write_csv(side, ["id", "name", "reason"], [list(b) for b in result.bad])
+        write_csv(output, header, rows)
     return PredictSummary(output=output, rows=len(rows), skipped=result.bad, skipped_file=side if result.bad else None,
                           seconds=result.seconds, images_per_second=result.images_per_second,
-                          model=predictor.source, classes=list(predictor.classes))
+                          model=predictor.source, classes=list(predictor.classes), replaced=replaced)
 

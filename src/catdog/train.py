@@ -15,6 +15,7 @@ The test split is never opened: model selection and calibration use the validati
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -30,7 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
+from catdog import lock
 from catdog.errors import ConfigError, DataError, ModelError
+from catdog.outputs import check_plain_name
+from catdog.resources import check_training_memory
 
 log = logging.getLogger("catdog.train")
 
@@ -91,6 +95,8 @@ class TrainConfig:
             if isinstance(getattr(self, name), os.PathLike):
                 object.__setattr__(self, name, os.fspath(getattr(self, name)))
         _check_types(self)
+        if self.name is not None:
+            check_plain_name(self.name)  # `--name ../../x` must not leave --runs-dir
         if self.epochs < 1:
             raise ConfigError(f"--epochs must be >= 1; got {self.epochs}")
         for name in ("batch_size",):
@@ -770,6 +776,7 @@ def train(config: TrainConfig | None = None, *, resume=None, callbacks=()) -> Pa
         if config is None:
             raise ConfigError("train needs a config (or resume=RUN_DIR)")
         cfg = resolve(config)
+    check_training_memory(cfg.image_size, cfg.batch_size)  # before any folder exists (issue 13)
     strategy = distribute.make_strategy(cfg.strategy)  # before any model or dataset exists
     multi = distribute.is_multiworker(strategy)
     if multi and resume is None and cfg.name:
@@ -792,6 +799,7 @@ def train(config: TrainConfig | None = None, *, resume=None, callbacks=()) -> Pa
     previous_policy = keras.mixed_precision.dtype_policy()
     mixed = _use_mixed_precision(cfg.mixed_precision)
     handlers: list[logging.Handler] = []
+    held = contextlib.ExitStack()  # the run folder's lock, released in `finally`
     try:
         if mixed:
             keras.mixed_precision.set_global_policy("mixed_float16")
@@ -801,6 +809,7 @@ def train(config: TrainConfig | None = None, *, resume=None, callbacks=()) -> Pa
         chief = distribute.is_chief()
         if resume is None:
             run_dir = _new_run_dir(cfg) if chief or not multi else _worker_run_dir(cfg)
+        held.enter_context(lock.exclusive(run_dir, "training run"))  # one writer per run folder
         handlers = _attach_log(run_dir)
         state = RunState(run_dir)
         if resume is not None:
@@ -823,7 +832,14 @@ def train(config: TrainConfig | None = None, *, resume=None, callbacks=()) -> Pa
         if handlers:
             log.warning("interrupted; continue with: catdog train --resume %s", run_dir)
         raise
+    except Exception as e:
+        if type(e).__name__ != "DataLossError":  # tf.errors.DataLossError: a damaged shard, named as evaluate does
+            raise
+        from catdog.data.pipeline import _damaged_shard
+
+        raise DataError(_damaged_shard(cfg.data, "train/val")) from None
     finally:
+        held.close()
         keras.mixed_precision.set_global_policy(previous_policy)
         for handler in handlers:
             log.removeHandler(handler)

@@ -34,5 +34,7 @@ def predict(
     if summary.skipped:
         typer.echo(f"skipped {len(summary.skipped)} unreadable images, listed in {summary.skipped_file}")
     columns = "id,label = P(%s)" % summary.classes[1] if len(summary.classes) == 2 else "id," + ",".join(summary.classes)
+    if summary.replaced:
+        typer.echo(f"replaced the existing {summary.output}")
     typer.echo(f"wrote {summary.rows} predictions ({columns}) to {summary.output} in {summary.seconds:.1f} s "
                f"({summary.images_per_second:,.1f} images/s)")

@@ -30,6 +30,10 @@ REASONS = {
     "unreadable": "the file could not be read (I/O error, bad zip member)",
     "unrecognised-name": "the file name fits no layout (e.g. not <class>.<id>.<ext> in a flat folder)",
     "not-in-class-folder": "a loose file beside class sub-folders",
+    "too-large": "a zip member whose uncompressed size is above any image's (refused before reading)",
+    "compression-ratio": "a zip member that compresses far more than any photo (zip bomb; refused before reading)",
+    "dangling-link": "a symbolic link whose target does not exist",
+    "link-loop": "a symbolic link that points to itself (a loop)",
 }
 _JPEG_FORMATS = ("JPEG", "MPO")  # MPO = camera JPEG with an extra preview image; the first frame is a JPEG
 

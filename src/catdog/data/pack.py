@@ -36,7 +36,7 @@ from catdog.data import manifest as manifest_lib
 from catdog.data.dedupe import Candidate, analyse
 from catdog.data.imagecheck import DEFAULT_MAX_PIXELS, check_image
 from catdog.data.records import UNLABELED, make_example
-from catdog.data.scan import Item, Reader, Source, display_path, scan
+from catdog.data.scan import Item, MemberTooLarge, Reader, Source, display_path, scan
 from catdog.data.split import assign_split, check_val_fraction, record_order
 from catdog import lock
 from catdog.errors import ConfigError, DataError
@@ -80,6 +80,9 @@ def _check_chunk(chunk: list[tuple[int, int, str]]) -> list[tuple]:
     for position, source, member in chunk:
         try:
             data = _READER.read(source, member)
+        except MemberTooLarge as e:  # a zip bomb: refused from the zip's directory, never inflated
+            out.append((position, e.reason, "", 0, 0, 0, "", 0, 0))
+            continue
         except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error, RuntimeError):
             # a zip member with a bad CRC / broken deflate stream, or encrypted (RuntimeError): a reject, not a crash
             out.append((position, "unreadable", "", 0, 0, 0, "", 0, 0))

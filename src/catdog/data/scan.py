@@ -14,6 +14,7 @@ DataError. Only small metadata is kept per file: bytes are read later, by the wo
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -53,9 +54,10 @@ def _hidden(rel: str) -> bool:
     return any(part.startswith(".") or part == "__MACOSX" for part in rel.split("/"))
 
 
-def _list_dir(root: str) -> list[tuple[str, str]]:
-    """(relative posix path, change token) of every non-hidden file, in sorted order."""
-    entries = []
+def _list_dir(root: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(relative posix path, change token) of every non-hidden file, in sorted order, and (path, reason) of
+    the symlinks that lead nowhere (dangling, or a loop): rejects with a reason, never a traceback."""
+    entries, broken = [], []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
         rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
@@ -63,9 +65,14 @@ def _list_dir(root: str) -> list[tuple[str, str]]:
             if name.startswith("."):
                 continue
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            st = os.stat(os.path.join(dirpath, name))
+            try:
+                st = os.stat(os.path.join(dirpath, name))
+            except OSError as e:
+                broken.append((rel, "link-loop" if e.errno == errno.ELOOP else "dangling-link"
+                               if os.path.islink(os.path.join(dirpath, name)) else "unreadable"))
+                continue
             entries.append((rel, f"{st.st_size}:{st.st_mtime_ns}"))
-    return sorted(entries)
+    return sorted(entries), broken
 
 
 def _list_zip(path: str) -> list[tuple[str, str]]:
@@ -125,8 +132,9 @@ def detect(names: list[str], where: str) -> tuple[str, list[tuple[str, str, str]
 def scan_source(path: str, index: int = 0) -> tuple[Source, list[Item], list[tuple[str, str]]]:
     """One SRC -> (Source, items, rejects as (display path, reason)). DataError for a missing/empty/unlabeled source."""
     path = os.path.abspath(os.path.expanduser(str(path)))
+    broken: list[tuple[str, str]] = []
     if os.path.isdir(path):
-        kind, entries = "dir", _list_dir(path)
+        kind, (entries, broken) = "dir", _list_dir(path)
     elif os.path.isfile(path) and (zipfile.is_zipfile(path) or path.lower().endswith(".zip")):
         kind, entries = "zip", _list_zip(path)  # a broken .zip gets _list_zip's "cannot read" error
     elif os.path.exists(path):
@@ -139,7 +147,7 @@ def scan_source(path: str, index: int = 0) -> tuple[Source, list[Item], list[tup
     digest = hashlib.sha256("\n".join(f"{n}\t{token}" for n, token in entries).encode()).hexdigest()
     source = Source(path=path, kind=kind, layout=layout, num_files=len(names), digest=digest)
     items = _unique_ids([Item(index, prefix + rel, image_id, label) for rel, image_id, label in images])
-    return source, items, [(f"{path}/{prefix}{rel}", reason) for rel, reason in rejects]
+    return source, items, [(f"{path}/{prefix}{rel}", reason) for rel, reason in rejects + broken]
 
 
 def _unique_ids(items: list[Item]) -> list[Item]:
@@ -193,4 +201,33 @@ class Reader:
                 return f.read()
         if source not in self._zips:
             self._zips[source] = zipfile.ZipFile(path)
-        return self._zips[source].read(member)
+        info = self._zips[source].getinfo(member)
+        check_member(info, path)  # before a byte is inflated: a 2 GiB member of zeros is a 2 MB zip
+        return self._zips[source].read(info)
+
+
+# A zip member is refused from its directory entry, before reading: zipfile never inflates past the declared
+# size, so checking the declared size bounds memory. Photos barely compress (JPEG/PNG are compressed already);
+# only a big member that compresses more than MAX_RATIO is suspicious (a flat BMP may compress well, but small).
+MAX_MEMBER_BYTES = 256 * 2**20  # a 40 MP 32-bit BMP is 160 MB; nothing usable is larger
+MAX_RATIO = 100
+_RATIO_FLOOR = 4 * 2**20  # members smaller than this may compress as much as they like
+
+
+class MemberTooLarge(zipfile.BadZipFile):
+    """A zip member refused before reading; `reason` is a rejected.csv reason code."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def check_member(info: zipfile.ZipInfo, archive: str = "") -> None:
+    """MemberTooLarge when a member's declared size or compression ratio is beyond what a photo can be."""
+    name = f"{archive}:{info.filename}" if archive else info.filename
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise MemberTooLarge(f"{name}: {info.file_size:,} bytes uncompressed, above the {MAX_MEMBER_BYTES:,}-byte "
+                             "limit for one image", "too-large")
+    if info.file_size > _RATIO_FLOOR and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+        raise MemberTooLarge(f"{name}: compressed {info.file_size / max(info.compress_size, 1):,.0f}:1, above the "
+                             f"{MAX_RATIO}:1 limit (a zip bomb?)", "compression-ratio")
