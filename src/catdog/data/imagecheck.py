@@ -19,6 +19,8 @@ import imagehash
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from catdog.data.header import BadImage, read_header
+
 DEFAULT_MAX_PIXELS = 40_000_000  # 40 MP: above any phone photo, far below a decompression bomb
 JPEG_QUALITY = 95  # for converted images: visually lossless, ~1/3 the size of PNG photos
 REASONS = {
@@ -32,6 +34,8 @@ REASONS = {
     "not-in-class-folder": "a loose file beside class sub-folders",
     "too-large": "a zip member whose uncompressed size is above any image's (refused before reading)",
     "compression-ratio": "a zip member that compresses far more than any photo (zip bomb; refused before reading)",
+    "unsupported-format": "an image format predict and serve cannot read (allowed: JPEG, PNG, GIF, BMP, WebP)",
+    "bad-crc": "a PNG chunk with a wrong checksum (corrupt file; libpng refuses it)",
     "dangling-link": "a symbolic link whose target does not exist",
     "link-loop": "a symbolic link that points to itself (a loop)",
 }
@@ -77,8 +81,10 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 def check_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Checked:
     """Bytes -> Checked. Never raises for bad image data: the reason says what was wrong."""
-    if not data:
-        return Checked("empty-file")
+    try:
+        read_header(data, max_pixels)  # the one pre-decode check shared with predict and serve (issue 13)
+    except BadImage as e:
+        return Checked(e.reason)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own, lower limit

@@ -14,6 +14,7 @@ import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
 from catdog.data.decode import as_size, decode_and_resize
+from catdog.data.header import BadImage, read_header
 from catdog.errors import DataError
 
 # Pillow's name -> what the shared decoder reads it as (MPO = the multi-picture JPEGs many cameras write).
@@ -29,29 +30,19 @@ class RejectedImage(DataError):
         self.status = status
 
 
+_STATUS = {"empty-file": 400, "not-an-image": 415, "unsupported-format": 415, "too-many-pixels": 422}
+
+
 def check_header(data: bytes, max_pixels: int) -> tuple[str, int, int]:
-    """Encoded bytes -> (format, width, height) from the header alone; raise RejectedImage when unusable."""
-    if not data:
-        raise RejectedImage(400, "the upload is empty")
+    """Encoded bytes -> (format, width, height) from the header alone; raise RejectedImage when unusable.
+
+    The same check as pack and predict (catdog.data.header.read_header); only the HTTP status is added.
+    """
     try:
-        with Image.open(io.BytesIO(data)) as image:  # lazy: parses the header, decodes no pixels
-            fmt, (width, height) = image.format, image.size
-    except Image.DecompressionBombError as e:  # Pillow's own guard fires first for truly absurd headers
-        raise RejectedImage(
-            422, f"image dimensions are absurd (over {2 * Image.MAX_IMAGE_PIXELS:,} pixels); "
-            f"the limit is {max_pixels:,} pixels"
-        ) from e
-    except UnidentifiedImageError as e:
-        raise RejectedImage(415, f"not an image (allowed formats: {_ALLOWED_TEXT})") from e
-    except (OSError, SyntaxError, ValueError) as e:
-        raise RejectedImage(400, f"cannot read the image header: {e}") from e
-    if fmt not in ALLOWED_FORMATS:
-        raise RejectedImage(415, f"unsupported image format {fmt}; allowed formats: {_ALLOWED_TEXT}")
-    if width < 1 or height < 1 or width * height > max_pixels:
-        raise RejectedImage(
-            422, f"image is {width}x{height} ({width * height:,} pixels); the limit is {max_pixels:,} pixels"
-        )
-    return fmt, width, height
+        return read_header(data, max_pixels)
+    except BadImage as e:
+        message = "the upload is empty" if e.reason == "empty-file" else str(e)
+        raise RejectedImage(_STATUS.get(e.reason, 400), message) from None
 
 
 @functools.cache
