@@ -216,3 +216,41 @@ def test_disk_full_during_predict_is_one_line(tmp_path):
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert result.output.strip() == (f"error: {disk / 'submission.csv'}: disk full while writing predictions "
                                      "(0 bytes free); free some space and run the same command again")
+
+
+def big_png(path: Path, side: int = 20000) -> Path:
+    """A valid 20000x20000 greyscale PNG of zeros (~400 KB), written row by row without 400 MB in memory."""
+    row = b"\0" * (side + 1)  # filter byte + pixels
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    one = deflate.compress(row) + deflate.flush(zlib.Z_FULL_FLUSH)  # the same bytes for every row after a full flush
+    adler = 1
+    for _ in range(side):
+        adler = zlib.adler32(row, adler)
+    idat = b"\x78\xda" + one * side + zlib.compressobj(9, zlib.DEFLATED, -15).flush() + struct.pack(">I", adler)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def test_predict_refuses_a_huge_png_from_its_header_in_bounded_memory(tmp_path):
+    run = write_run(tmp_path / "run")
+    images = tmp_path / "images"
+    for i in range(1, 3):
+        make_image(images / f"{i}.jpg", (40 * i, 120, 200), seed=i)
+    big_png(images / "3.png")
+    assert (images / "3.png").stat().st_size < 2**20
+    code, rss, output = peak_rss("predict", run, images, "-o", tmp_path / "sub.csv", "--skip-bad")
+    assert code == 0 and "Traceback" not in output, output
+    assert rss < 1 * GB, f"peak RSS {rss / 2**20:.0f} MB"
+    with open(tmp_path / "sub.skipped.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["id"] == "3" and "the limit is 40,000,000 pixels" in row["reason"]
+    result = invoke("predict", run, images / "3.png", images / "1.jpg", "-o", tmp_path / "strict.csv")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.startswith("error: 1 of 2 images could not be read: ") and result.output.count("\n") == 1
+    assert "3.png (image dimensions are absurd" in result.output and "the limit is 40,000,000 pixels" in result.output
+    assert not (tmp_path / "strict.csv").exists()

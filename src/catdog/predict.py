@@ -27,6 +27,7 @@ from typing import Protocol
 
 import numpy as np
 
+from catdog.data.header import BadImage, read_header
 from catdog.data.scan import check_member
 from catdog.errors import ConfigError, DataError, ModelError
 from catdog.outputs import check_output_file, disk_full
@@ -419,7 +420,7 @@ def run_predictions(predictor: Predictor, inputs: Inputs, *, batch_size: int = 3
     from catdog.data.decode import decode_and_resize
 
     size, mode = predictor.image_size, predictor.resize
-    decoded = inputs.dataset().map(lambda i, data: (i, decode_and_resize(data, size, mode)),
+    decoded = inputs.dataset().map(lambda i, data: (i, decode_and_resize(header_checked(data), size, mode)),
                                    num_parallel_calls=tf.data.AUTOTUNE)
     # A bad image raises inside the parallel map; ignore_errors drops exactly that element and the id
     # that never comes out is what we report (with the reason found by decoding it again below).
@@ -454,8 +455,10 @@ def diagnose(inputs: Inputs, image_id: str, image_size, mode: str) -> str:
         data = inputs.read(image_id)
     except (OSError, zipfile.BadZipFile, RuntimeError, zlib.error) as e:
         return f"cannot read: {e}"
-    if not data:
-        return "empty file (0 bytes)"
+    try:
+        read_header(data)  # the pre-decode check the stream applied (pixel limit, truncation, CRCs)
+    except BadImage as e:
+        return str(e)
     try:
         decode_and_resize(tf.constant(data), image_size, mode)
     except tf.errors.InvalidArgumentError as e:
@@ -466,6 +469,20 @@ def diagnose(inputs: Inputs, image_id: str, image_size, mode: str) -> str:
             return f"corrupt or truncated JPEG: {message}"
         return message.splitlines()[0][:200]
     return "failed in the input pipeline, but decodes on its own"
+
+
+def header_checked(data):
+    """`data` (a scalar tf.string) once catdog.data.header.read_header accepts it: the same pixel limit and
+    checks as pack and serve, BEFORE any decode (a 20000x20000 PNG is refused without allocating 1.2 GB)."""
+    import tensorflow as tf
+
+    def check(encoded) -> np.bool_:
+        read_header(bytes(encoded))  # BadImage fails this element; `diagnose` reports the reason
+        return np.bool_(True)
+
+    ok = tf.numpy_function(check, [data], tf.bool, stateful=True)  # stateless would be pruned: unused output
+    with tf.control_dependencies([ok]):
+        return tf.identity(data)
 
 
 @contextmanager
