@@ -95,7 +95,7 @@ def make_server(app, *, ready=None, header_timeout: float = HEADER_TIMEOUT, body
             if not self.should_exit and ready is not None:
                 ready()
 
-    config = uvicorn.Config(app, log_level=log_level, limit_concurrency=max_connections + 1,  # our cap refuses first
+    config = uvicorn.Config(app, log_level=log_level,  # the connection cap is the protocol's (idle ones make room)
                             http=guarded_protocol(header_timeout=header_timeout, body_timeout=body_timeout,
                                                   max_connections=max_connections))
     rate_limit_logs()

@@ -9,8 +9,10 @@ subclass adds, per connection:
   byte (or of the connection being opened); trickling them byte by byte does not extend it;
 - a body timeout: while the body is being received, each chunk must follow the previous one within
   `body_timeout` seconds (a large upload on a slow link still works);
-- a connection cap: beyond `max_connections` open connections a new one is answered with 503 and closed
-  at once, so the descriptors left to the process cannot run out.
+- a connection cap: at most `max_connections` open connections, so the descriptors left to the process
+  cannot run out. A new connection beyond the cap first evicts the connection that has waited longest for
+  its headers (a slowloris client; it gets 408), so idle half-sent connections cannot lock real clients
+  out; only when every open connection is busy with a real request is the newcomer answered 503 and closed.
 A timed-out connection is answered 408 and closed. uvicorn's `limit_concurrency` (set to the same cap)
 answers 503 to requests beyond it.
 
@@ -33,6 +35,7 @@ log = logging.getLogger("catdog.serve")
 HEADER_TIMEOUT = 10.0  # seconds for the request line + headers (a browser sends them in one packet)
 BODY_TIMEOUT = 30.0  # seconds of silence allowed between two chunks of a request body
 MAX_CONNECTIONS = 256  # open connections; beyond: 503 and close
+LINGER = 1.0  # seconds a timed-out connection is kept half-closed so the client reads its 408
 
 _408 = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: 16\r\n\r\nrequest timeout\n"
 _503 = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nconnection: close\r\nretry-after: 1\r\n"
@@ -57,18 +60,32 @@ class GuardedH11Protocol(H11Protocol):
         self._reading_headers = False
         super().connection_made(transport)
         if len(self.connections) > self.max_connections:
-            log.warning("refused a connection: %d open, the limit is %d (--max-connections)",
-                        len(self.connections) - 1, self.max_connections)
-            transport.write(_503)
-            transport.close()
-            return
+            waiting = self._waiting()
+            if waiting:  # the oldest connection still sending its headers makes room
+                oldest = next(iter(waiting))
+                oldest._timed_out("headers", self.loop.time() - waiting[oldest], evicted=True)
+            else:
+                log.warning("refused a connection: %d open, the limit is %d (--max-connections)",
+                            len(self.connections) - 1, self.max_connections)
+                self._give_up(_503)
+                return
         self._watch()
+
+    def _waiting(self) -> dict:
+        """Connections of this server waiting for request headers -> since when (insertion = age order)."""
+        waiting = getattr(self.server_state, "catdog_waiting", None)
+        if waiting is None:
+            waiting = self.server_state.catdog_waiting = {}
+        return waiting
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel()
+        self._waiting().pop(self, None)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if getattr(self, "_given_up", False):  # lingering after a 408: the rest of that request is discarded
+            return
         super().data_received(data)
         self._watch()
 
@@ -87,13 +104,18 @@ class GuardedH11Protocol(H11Protocol):
             # between requests, our deadline starts with its first byte (or with the connection) and is not reset
             if not self._reading_headers and (self.conn.trailing_data[0] or self.cycle is None):
                 self._reading_headers = True
+                self._waiting()[self] = self.loop.time()
                 self._arm(self.header_timeout, "headers")
         elif state is h11.SEND_BODY:
-            self._reading_headers = False
+            self._stop_reading_headers()
             self._arm(self.body_timeout, "body")  # reset by every chunk
         else:  # the request is complete: the app owns the connection until it answers
-            self._reading_headers = False
+            self._stop_reading_headers()
             self._cancel()
+
+    def _stop_reading_headers(self) -> None:
+        self._reading_headers = False
+        self._waiting().pop(self, None)
 
     def _arm(self, seconds: float, what: str) -> None:
         self._cancel()
@@ -105,15 +127,33 @@ class GuardedH11Protocol(H11Protocol):
             timer.cancel()
             self._read_timer = None
 
-    def _timed_out(self, what: str, seconds: float) -> None:
-        self._read_timer = None
+    def _timed_out(self, what: str, seconds: float, evicted: bool = False) -> None:
+        self._cancel()
+        self._waiting().pop(self, None)
         if self.transport.is_closing():
             return
-        log.warning("closed a connection from %s: request %s not received within %g s",
-                    self.client[0] if self.client else "?", what, seconds)
-        if self.cycle is None or self.cycle.response_started is False:
-            self.transport.write(_408)
-        self.transport.close()
+        if evicted:
+            log.warning("closed a connection from %s to make room: request %s still incomplete after %.1f s "
+                        "(--max-connections %d reached)", self.client[0] if self.client else "?", what, seconds,
+                        self.max_connections)
+        else:
+            log.warning("closed a connection from %s: request %s not received within %g s",
+                        self.client[0] if self.client else "?", what, seconds)
+        self._give_up(_408 if self.cycle is None or self.cycle.response_started is False else b"")
+
+    def _give_up(self, response: bytes) -> None:
+        """Answer `response` and close. Lingering: stop sending, but read (and drop) what the client still
+        sends for a moment; closing at once with unread bytes arriving makes the kernel send a reset that can
+        destroy the answer in flight."""
+        self._given_up = True
+        self.connections.discard(self)  # no longer counts against the cap while it lingers (at most LINGER s)
+        if response:
+            self.transport.write(response)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(LINGER, self.transport.close)
+        else:
+            self.transport.close()
 
 
 class RateLimit(logging.Filter):
