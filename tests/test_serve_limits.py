@@ -132,15 +132,13 @@ def test_port_in_use_is_one_line_before_the_model_loads(tmp_path, monkeypatch):
 def test_large_images_decode_in_their_own_pool(monkeypatch):
     from fastapi.testclient import TestClient
 
-    from catdog.serve import app as app_lib
     from catdog.serve.images import Decoder
 
     threads = []
     real_call = Decoder.__call__
     monkeypatch.setattr(Decoder, "__call__", lambda self, data: threads.append(threading.current_thread().name)
                         or real_call(self, data))
-    monkeypatch.setattr(app_lib, "LARGE_PIXELS", 50 * 50)
-    with TestClient(create_app(FakePredictor())) as client:
+    with TestClient(create_app(FakePredictor(), large_pixels=50 * 50)) as client:
         threads.clear()  # warm-up decodes
         assert client.post("/predict", content=encode(size=(40, 40))).status_code == 200
         assert client.post("/predict", content=encode(size=(80, 80))).status_code == 200

@@ -77,6 +77,7 @@ def create_app(
     batch_wait_ms: float = 5.0,
     max_files: int = 32,
     decode_workers: int | None = None,
+    large_pixels: int | None = LARGE_PIXELS,
 ) -> FastAPI:
     """Build the app. Nothing runs until it is served (or entered with TestClient).
 
@@ -89,6 +90,8 @@ def create_app(
         batch_wait_ms: how long a request waits for others to share its batch. Defaults to `5`.
         max_files: most files in one /predict/batch request. Defaults to `32`.
         decode_workers: threads decoding uploads at once (bounds decode memory). Defaults to the CPU count.
+        large_pixels: images above this many pixels decode in a separate pool of decode_workers // 4 threads
+            (at least 1), so big uploads cannot starve small ones. None: one pool for all. Defaults to 4 MP.
     """
     for name, value, low in (("max_bytes", max_bytes, 1), ("max_pixels", max_pixels, 1),
                              ("max_batch", max_batch, 1), ("max_files", max_files, 1),
@@ -145,7 +148,7 @@ def create_app(
         nonlocal large_waiting
         loop = asyncio.get_running_loop()
         _, width, height = check_header(data, max_pixels)  # header only: refused before any decode
-        if width * height <= LARGE_PIXELS:
+        if large_pixels is None or width * height <= large_pixels:
             image = await loop.run_in_executor(app.state.decode_pool, decoder, data)  # RejectedImage on bad input
         else:
             if large_waiting >= LARGE_QUEUE * large_workers:
