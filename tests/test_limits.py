@@ -254,3 +254,31 @@ def test_predict_refuses_a_huge_png_from_its_header_in_bounded_memory(tmp_path):
     assert result.output.startswith("error: 1 of 2 images could not be read: ") and result.output.count("\n") == 1
     assert "3.png (image dimensions are absurd" in result.output and "the limit is 40,000,000 pixels" in result.output
     assert not (tmp_path / "strict.csv").exists()
+
+
+def test_evaluate_refuses_a_record_above_the_pixel_limit_before_decoding_it(tmp_path):
+    import hashlib
+
+    import tensorflow as tf
+
+    from catdog.data import manifest as manifest_lib
+    from catdog.data.records import make_example
+    from packed_fixture import build_pack
+
+    packed = tmp_path / "packed"
+    manifest = build_pack(packed, {"train": 2, "val": 4}, shards_per_split=1)
+    shard = manifest["splits"]["val"]["shards"][0]
+    bomb = jpeg_claiming(20000, 20000)  # a hand-made pack: its header claims 400 MP
+    with tf.io.TFRecordWriter(str(packed / shard["file"])) as writer:
+        for i in range(4):
+            data = bomb if i == 2 else jpeg(seed=i)
+            writer.write(make_example(encoded=data, height=32, width=32, label=i % 2, label_text=("cat", "dog")[i % 2],
+                                      image_id=f"x.{i}", source=f"x.{i}.jpg", sha256=hashlib.sha256(data).hexdigest()))
+    shard.update(num_bytes=(packed / shard["file"]).stat().st_size, sha256=manifest_lib.file_sha256(str(packed / shard["file"])))
+    manifest_lib.write_manifest(str(packed), manifest)
+    run = write_run(tmp_path / "run", data=packed)
+    result = invoke("evaluate", run, "--data", packed)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"error: {packed}: split 'val' holds an image whose header claims more pixels than the limit (40 MP by "
+        "default); it was not decoded; re-pack the images with `catdog pack`")

@@ -833,11 +833,12 @@ def train(config: TrainConfig | None = None, *, resume=None, callbacks=()) -> Pa
             log.warning("interrupted; continue with: catdog train --resume %s", run_dir)
         raise
     except Exception as e:
-        if type(e).__name__ != "DataLossError":  # tf.errors.DataLossError: a damaged shard, named as evaluate does
-            raise
-        from catdog.data.pipeline import _damaged_shard
+        from catdog.data.pipeline import pipeline_error
 
-        raise DataError(_damaged_shard(cfg.data, "train/val")) from None
+        problem = pipeline_error(e, cfg.data, "train/val")  # a damaged shard, named as evaluate names it
+        if problem is None:
+            raise
+        raise problem from None
     finally:
         held.close()
         keras.mixed_precision.set_global_policy(previous_policy)

@@ -50,7 +50,8 @@ def read_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str,
         raise BadImage("not-an-image", f"not an image (allowed formats: {FORMATS_TEXT})") from None
     except (OSError, SyntaxError, ValueError, TypeError, EOFError, IndexError, struct.error) as e:
         reason = "truncated" if "truncated" in str(e).lower() or isinstance(e, EOFError) else "decode-error"
-        raise BadImage(reason, f"cannot read the image header: {e}") from None
+        what = "truncated image, the data ends early" if reason == "truncated" else "cannot read the image header"
+        raise BadImage(reason, f"{what}: {e}") from None
     if fmt not in FORMATS:
         raise BadImage("unsupported-format", f"unsupported image format {fmt}; allowed formats: {FORMATS_TEXT}")
     if width < 1 or height < 1:
