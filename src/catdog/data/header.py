@@ -35,8 +35,12 @@ class BadImage(ValueError):
         self.reason = reason
 
 
-def read_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, int]:
-    """Encoded bytes -> (Pillow format, width, height); BadImage when the file cannot be a usable image."""
+def read_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, *, structure: bool = True) -> tuple[str, int, int]:
+    """Encoded bytes -> (Pillow format, width, height); BadImage when the file cannot be a usable image.
+
+    `structure=False` skips the pass over the whole file (JPEG length, PNG CRCs): header fields only, for
+    a server deciding where to queue an upload; the full check must still run before decoding.
+    """
     if not data:
         raise BadImage("empty-file", "empty file (0 bytes)")
     try:
@@ -59,7 +63,9 @@ def read_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str,
     if width * height > max_pixels:
         raise BadImage("too-many-pixels",
                        f"image is {width}x{height} ({width * height:,} pixels); the limit is {max_pixels:,} pixels")
-    if FORMATS[fmt] == "JPEG":
+    if not structure:
+        pass
+    elif FORMATS[fmt] == "JPEG":
         _check_jpeg_length(data, width, height)
     elif fmt == "PNG":
         _check_png_chunks(data)

@@ -147,7 +147,8 @@ def create_app(
     async def classify(data: bytes) -> dict[str, Any]:
         nonlocal large_waiting
         loop = asyncio.get_running_loop()
-        _, width, height = check_header(data, max_pixels)  # header only: refused before any decode
+        # header fields only (cheap, on the event loop): where to queue it; the decoder checks the whole file
+        _, width, height = check_header(data, max_pixels, structure=False)
         if large_pixels is None or width * height <= large_pixels:
             image = await loop.run_in_executor(app.state.decode_pool, decoder, data)  # RejectedImage on bad input
         else:

@@ -33,13 +33,13 @@ class RejectedImage(DataError):
 _STATUS = {"empty-file": 400, "not-an-image": 415, "unsupported-format": 415, "too-many-pixels": 422}
 
 
-def check_header(data: bytes, max_pixels: int) -> tuple[str, int, int]:
+def check_header(data: bytes, max_pixels: int, *, structure: bool = True) -> tuple[str, int, int]:
     """Encoded bytes -> (format, width, height) from the header alone; raise RejectedImage when unusable.
 
     The same check as pack and predict (catdog.data.header.read_header); only the HTTP status is added.
     """
     try:
-        return read_header(data, max_pixels)
+        return read_header(data, max_pixels, structure=structure)
     except BadImage as e:
         message = "the upload is empty" if e.reason == "empty-file" else str(e)
         raise RejectedImage(_STATUS.get(e.reason, 400), message) from None
