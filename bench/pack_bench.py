@@ -1,8 +1,8 @@
 """Benchmark `catdog pack`: throughput, shard size vs source size (and vs decoded pixels), and peak memory
 at 5,000 and at 50,000 images.
 
-    $ /work/venv/bin/python bench/pack_bench.py                      # ../shared/data/dogs-vs-cats/train
-    $ /work/venv/bin/python bench/pack_bench.py --replicas 2         # quicker: 5k and 10k
+    $ python bench/pack_bench.py                      # ../shared/data/dogs-vs-cats/train
+    $ python bench/pack_bench.py --replicas 2         # quicker: 5k and 10k
 
 The 50k set is the 5k photos replicated under new ids (`cat.<i + k*100000>.jpg`). A plain copy would be an
 exact duplicate (and dropped), so each replica gets `k` extra bytes after the JPEG's end-of-image marker:

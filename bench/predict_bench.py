@@ -2,7 +2,7 @@
 tensors (target >= 0.9x: the input pipeline is not the bottleneck), and images/s of Keras `predict`, the
 exported SavedModel and the TFLite models, all measured in the same run on the same images.
 
-    $ /work/venv/bin/python bench/predict_bench.py            # ../shared test1 photos + Lite0 backbone
+    $ python bench/predict_bench.py            # ../shared test1 photos + Lite0 backbone
 
 Without --run it builds a run folder: the shared EfficientNet-Lite0 backbone (frozen, ImageNet) + global
 average pooling + an untrained Dense "logits" head (the head's weights do not change the speed).
@@ -72,9 +72,11 @@ def main() -> None:
     import tensorflow as tf
 
     from catdog.data.decode import decode_and_resize
-    from catdog.export import export
-    from catdog.predict import IMAGE_EXTENSIONS, KerasPredictor, SavedModelPredictor, TFLitePredictor, natural_key
-    from catdog.export import read_metadata
+    from catdog.exporting import export
+    from catdog.imageformats import IMAGE_EXTENSIONS
+    from catdog.inputs import natural_key
+    from catdog.predictors import KerasPredictor, SavedModelPredictor, TFLitePredictor
+    from catdog.export_metadata import read_metadata
     from catdog.run import load_run
 
     work = Path(tempfile.mkdtemp(prefix="predict-bench-"))

@@ -50,8 +50,8 @@ class NullPredictor:
 
 
 def build_predictor(model: str | None, image_size: int):
-    """A run folder / export through catdog.predict.load_predictor, or an untrained-head Lite0 classifier."""
-    from catdog.predict import KerasPredictor, load_predictor
+    """A run folder / export through catdog.predictors.load_predictor, or an untrained-head Lite0 classifier."""
+    from catdog.predictors import KerasPredictor, load_predictor
 
     if model == "null":
         return NullPredictor(image_size)

@@ -31,7 +31,7 @@ def time_on_the_fly_epoch(cfg, train_steps: int, val_batches: int, timed_steps: 
     """Seconds for one frozen-backbone epoch without the cache, extrapolated from timed steps."""
     import keras
 
-    from catdog.train import build_models, compile_model, image_dataset
+    from catdog.training import build_models, compile_model, image_dataset
 
     keras.utils.set_random_seed(cfg.seed)
     _, _, classifier = build_models(cfg, 2)
@@ -59,7 +59,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", default=str(SHARED / "data" / "dogs-vs-cats" / "train"))
     p.add_argument("--backbone", default=str(SHARED / "weights" / "efficientnet_lite0_imagenet_notop.keras"))
-    p.add_argument("--work", default="/tmp/catdog-train-bench", help="pack, cache and runs go here (wiped)")
+    p.add_argument("--work", default="bench-work/train", help="pack, cache and runs go here (wiped); relative to the current folder")
     p.add_argument("--reuse-pack", action="store_true", help="keep an existing pack in --work (not end to end)")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--epochs", type=int, default=40)
@@ -80,7 +80,7 @@ def main() -> int:
         return 2
 
     from catdog.data.pack import pack
-    from catdog.train import TrainConfig, resolve, train
+    from catdog.training import TrainConfig, resolve, train
 
     work = Path(args.work)
     packed = work / "packed"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np
 import pytest
-from PIL import Image
+
+from fixtures.images import make_image
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -20,17 +20,6 @@ def shared_dir() -> Path:
     if not (SHARED / "data" / "dogs-vs-cats" / "train").is_dir():
         pytest.skip("../shared is not present")
     return SHARED
-
-
-def make_image(path: Path, color: tuple[int, int, int], size: tuple[int, int] = (48, 40), seed: int = 0, fmt: str | None = None) -> Path:
-    """Write a small noisy image of a dominant colour; distinct seeds give distinct bytes."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    base = np.array(color, dtype=np.float32)[None, None, :]
-    pixels = np.clip(base + rng.normal(0, 25, (h, w, 3)), 0, 255).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path, format=fmt)
-    return path
 
 
 @pytest.fixture

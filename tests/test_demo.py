@@ -26,8 +26,6 @@ def test_synthetic_set_is_kaggle_layout_and_deterministic(tmp_path):
 
 
 def test_demo_end_to_end(tmp_path):
-    pytest.importorskip("catdog.data.pack", reason="catdog pack (issue 2) not written yet")
-    pytest.importorskip("catdog.train", reason="catdog train (issue 3) not written yet")
     out = tmp_path / "demo"
     result = CliRunner().invoke(catdog.cli.app, ["demo", "--out", str(out), "--per-class", "24", "--test", "7",
                                                  "--epochs", "2", "--image-size", "32"])

@@ -19,7 +19,7 @@ import tensorflow as tf
 from catdog import distribute
 from catdog.data import load, manifest as manifest_lib
 from catdog.errors import ConfigError
-from packed_fixture import build_pack
+from fixtures.packed import build_pack
 
 CLI = [sys.executable, "-m", "catdog"]
 
@@ -187,7 +187,7 @@ RESTART_SCRIPT = """
 import json, sys
 from pathlib import Path
 import keras
-from catdog.train import TrainConfig, train
+from catdog.training import TrainConfig, train
 
 packed, runs = sys.argv[1], Path(sys.argv[2])
 cfg = TrainConfig(data=packed, backbone="small-cnn", weights="none", image_size=32, epochs=3, batch_size=4,
@@ -231,7 +231,7 @@ def test_pack_warns_when_train_has_too_few_shards_for_several_workers(tmp_path):
     from typer.testing import CliRunner
 
     import catdog.cli
-    from test_pack import flat_tree
+    from fixtures.images import flat_tree
 
     catdog.cli._register_commands()
     src = flat_tree(tmp_path / "src", n=6)

@@ -15,8 +15,8 @@ import catdog.cli
 from catdog.data import load
 from catdog.data import manifest as manifest_lib
 from catdog.run import load_run
-from packed_fixture import build_pack
-from run_fixture import val_logits, write_run
+from fixtures.packed import build_pack
+from fixtures.runs import val_logits, write_run
 
 catdog.cli._register_commands()
 runner = CliRunner()
@@ -131,3 +131,11 @@ def test_temperature_scaling_lowers_log_loss_of_an_overconfident_model(env, tmp_
     # same predicted classes, only the confidence changed
     preds = [[r["predicted"] for r in read_rows(run / "eval" / "val" / "predictions.csv")] for run in (raw, calibrated)]
     assert preds[0] == preds[1]
+
+
+def test_cli_split_choices_are_the_manifest_splits():
+    """The CLI keeps its own Enum (it must not import TensorFlow to build --help); it must list SPLITS exactly."""
+    from catdog.cli.evaluate import Split
+    from catdog.data.manifest import SPLITS
+
+    assert tuple(s.value for s in Split) == SPLITS

@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 
 import catdog.cli
 from catdog.data.decode import decode_and_resize
-from catdog.predict import KerasPredictor, load_predictor
+from catdog.predictors import KerasPredictor, load_predictor
 from catdog.run import load_run
-from packed_fixture import build_pack, jpeg_bytes
-from run_fixture import write_run
+from fixtures.packed import build_pack, jpeg_bytes
+from fixtures.runs import write_run
 
 catdog.cli._register_commands()
 runner = CliRunner()

@@ -3,37 +3,17 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
-from catdog.data.imagecheck import REASONS, check_image
+from catdog.data.imagecheck import REASONS, check_image, open_image
+from fixtures.images import CONVERSIONS, noisy_pixels, encode, png_header_only
 
 
-def _pixels(h=40, w=48, seed=0):
-    rng = np.random.default_rng(seed)
-    return np.clip(np.array([180, 90, 60], np.float32) + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
-
-
-def encode(image: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format=fmt, **kw)
-    return buf.getvalue()
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height (a decompression bomb's calling card)."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-
-
-JPEG = encode(Image.fromarray(_pixels()), "JPEG", quality=90)
+JPEG = encode(Image.fromarray(noisy_pixels()), "JPEG", quality=90)
 
 
 def test_rgb_jpeg_passes_through_unchanged():
@@ -61,20 +41,6 @@ def test_real_image_above_max_pixels_is_rejected_before_decoding():
     assert check_image(JPEG, max_pixels=40 * 48).ok
 
 
-def _cmyk():
-    return Image.fromarray(_pixels()).convert("CMYK")
-
-
-CONVERSIONS = {
-    "png": lambda: encode(Image.fromarray(_pixels()), "PNG"),
-    "png-rgba": lambda: encode(Image.fromarray(np.dstack([_pixels(), np.full((40, 48), 128, np.uint8)])), "PNG"),
-    "gif": lambda: encode(Image.fromarray(_pixels()).convert("P"), "GIF"),
-    "bmp": lambda: encode(Image.fromarray(_pixels()), "BMP"),
-    "webp": lambda: encode(Image.fromarray(_pixels()), "WEBP"),
-    "jpeg-cmyk": lambda: encode(_cmyk(), "JPEG"),
-    "jpeg-l": lambda: encode(Image.fromarray(_pixels()).convert("L"), "JPEG"),
-    "png16": lambda: encode(Image.fromarray((np.arange(40 * 48).reshape(40, 48) * 30).astype(np.uint16)), "PNG"),
-}
 EXPECTED_FROM = {"png": "png", "png-rgba": "png", "gif": "gif", "bmp": "bmp", "webp": "webp",
                  "jpeg-cmyk": "jpeg-cmyk", "jpeg-l": "jpeg-l", "png16": "png"}
 
@@ -88,4 +54,15 @@ def test_decodable_non_rgb_jpeg_is_converted_to_rgb_jpeg(kind):
     if kind == "png16":  # scaled from 16 to 8 bits, not clipped: the gradient survives
         assert pixels.max() > 200 and pixels.min() < 10
     if kind == "png":  # quality 95: the colour survives (noise pixels lose some chroma detail)
-        assert np.abs(pixels.mean(axis=(0, 1)) - _pixels().mean(axis=(0, 1))).max() < 3
+        assert np.abs(pixels.mean(axis=(0, 1)) - noisy_pixels().mean(axis=(0, 1))).max() < 3
+
+
+def test_header_check_reads_dimensions_without_decoding():
+    """open_image is the one header check (pack and serve): dimensions and format, pixels untouched."""
+    image, header = open_image(png_header_only(100_000, 100_000))  # 10 gigapixels: over Pillow's own guard too
+    assert image is None and header.problem == "too-many-pixels" and header.format == ""
+    image, header = open_image(png_header_only(5000, 9000), max_pixels=40_000_000)  # 45 MP > 40 MP
+    assert image is None and (header.problem, header.format, header.width, header.height) == ("too-many-pixels", "PNG", 5000, 9000)
+    image, header = open_image(JPEG)
+    assert image is not None and (header.problem, header.format, header.width, header.height) == ("", "JPEG", 48, 40)
+    assert open_image(b"")[1].problem == "empty-file" and open_image(b"<html>")[1].problem == "not-an-image"

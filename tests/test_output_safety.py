@@ -22,9 +22,9 @@ import catdog.cli
 from catdog import lock
 from catdog.data.pack import inspect, pack
 from catdog.errors import DataError
-from conftest import make_image
-from packed_fixture import build_pack
-from run_fixture import write_run
+from fixtures.images import make_image
+from fixtures.packed import build_pack
+from fixtures.runs import write_run
 
 catdog.cli._register_commands()
 RUNNER = CliRunner()

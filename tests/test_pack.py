@@ -13,69 +13,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
 from typer.testing import CliRunner
 
 import catdog
 import catdog.cli
-import catdog.data.pack as pack_lib
+import catdog.data.pack_workers as workers_lib
+from catdog import atomic
+from catdog.data.pack_state import PARTIAL_DIR
 from catdog.data.pack import inspect, pack
 from catdog.sizes import parse_size
 from catdog.errors import ConfigError, DataError
-from conftest import make_image
-from test_imagecheck import CONVERSIONS, png_header_only
+from fixtures.images import CONVERSIONS, flat_tree, make_image, near_copy, photo, png_header_only
+from fixtures.packed import read_plain
 
 catdog.cli._register_commands()
 RUNNER = CliRunner()
-
-# The feature spec written out by hand (as a user without catdog would), not imported from catdog.
-PLAIN_FEATURES = {
-    "image/encoded": tf.io.FixedLenFeature([], tf.string),
-    "image/height": tf.io.FixedLenFeature([], tf.int64),
-    "image/width": tf.io.FixedLenFeature([], tf.int64),
-    "image/class/label": tf.io.FixedLenFeature([], tf.int64),
-    "image/class/text": tf.io.FixedLenFeature([], tf.string),
-    "image/id": tf.io.FixedLenFeature([], tf.string),
-    "image/sha256": tf.io.FixedLenFeature([], tf.string),
-    "image/converted_from": tf.io.FixedLenFeature([], tf.string),
-}
-
-
-def read_plain(out: Path, split: str) -> list[dict]:
-    """Every record of a split via plain tf.data + parse_single_example + decode_jpeg (no catdog code)."""
-    files = sorted(str(p) for p in out.glob(f"{split}-*-of-*.tfrecord"))
-    rows = []
-    for raw in tf.data.TFRecordDataset(files):
-        ex = tf.io.parse_single_example(raw, PLAIN_FEATURES)
-        pixels = tf.io.decode_jpeg(ex["image/encoded"])
-        assert pixels.shape == (ex["image/height"], ex["image/width"], 3)
-        rows.append({"id": ex["image/id"].numpy().decode(), "label": int(ex["image/class/label"]),
-                     "text": ex["image/class/text"].numpy().decode(), "sha256": ex["image/sha256"].numpy().decode(),
-                     "converted_from": ex["image/converted_from"].numpy().decode(), "shape": tuple(pixels.shape)})
-    return rows
-
-
-def photo(path: Path, seed: int, size=(64, 48), quality: int = 92) -> Path:
-    """A small smooth random 'photo' (its perceptual hash is stable under re-encoding, unlike pure noise)."""
-    rng = np.random.default_rng(seed)
-    grid = Image.fromarray(rng.integers(0, 256, (6, 6, 3)).astype(np.uint8)).resize(size, Image.BICUBIC)
-    pixels = np.clip(np.asarray(grid, np.float32) + rng.normal(0, 2, (size[1], size[0], 3)), 0, 255)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels.astype(np.uint8)).save(path, format="JPEG", quality=quality)
-    return path
-
-
-def near_copy(src: Path, dst: Path) -> None:
-    """Resized and re-encoded: other bytes, same photo."""
-    Image.open(src).resize((96, 72)).save(dst, quality=80)
-
-
-def flat_tree(root: Path, n: int = 6, start: int = 1, seed: int = 0) -> Path:
-    for i in range(start, start + n):
-        make_image(root / f"cat.{i}.jpg", (200, 60, 40), size=(32, 32), seed=seed + i)
-        make_image(root / f"dog.{i}.jpg", (40, 60, 200), size=(32, 32), seed=seed + 1000 + i)
-    return root
-
 
 def quick(sources, out, **kw):
     kw.setdefault("workers", 1)
@@ -137,7 +89,7 @@ def test_every_layout_dir_and_zip_in_one_pack(tmp_path):
         assert info["num_examples"] == len(read_plain(out, split)) == sum(s["num_examples"] for s in info["shards"])
     assert sum(m["splits"][s]["class_counts"]["cat"] for s in ("train", "val")) == 6
     assert json.loads((out / "manifest.json").read_text()) == m
-    assert not (out / pack_lib.PARTIAL_DIR).exists()
+    assert not (out / PARTIAL_DIR).exists()
 
 
 def test_bad_files_are_rejected_with_reasons_and_never_abort(tmp_path):
@@ -228,30 +180,32 @@ def test_interrupted_pack_is_finished_by_rerunning(tmp_path, monkeypatch):
     reference = quick(src, tmp_path / "ref", shard_size=3000)
     total = sum(len(v["shards"]) for v in reference["splits"].values())
     assert total >= 4
-    real_write, calls = pack_lib._write_shard, []
+    real_write, calls = workers_lib.write_shard, []
 
     def crash_on_third(spec):
         calls.append(spec["file"])
         if len(calls) == 3:
-            with open(spec["path"] + ".tmp", "wb") as f:  # a half-written temp file, as a kill would leave
+            leftover = Path(spec["out"]) / f"{atomic.TEMP_PREFIX}99999-{spec['file']}"
+            with open(leftover, "wb") as f:  # a half-written temp file of a killed process
                 f.write(b"partial")
             raise KeyboardInterrupt
         return real_write(spec)
 
-    monkeypatch.setattr(pack_lib, "_write_shard", crash_on_third)
+    monkeypatch.setattr(workers_lib, "write_shard", crash_on_third)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         quick(src, out, shard_size=3000)
     assert not (out / "manifest.json").exists()  # no manifest claims anything
-    assert len(list(out.glob("*.tfrecord"))) == 2  # only complete shards carry a final name
+    assert len([p for p in out.glob("*.tfrecord") if not p.name.startswith(".")]) == 2  # only complete shards
+    assert len(list(out.glob(".tmp-*"))) == 1  # the killed write's leftover, cleared by the next run
     calls.clear()
-    monkeypatch.setattr(pack_lib, "_write_shard", real_write)
-    monkeypatch.setattr(pack_lib, "_write_shard", lambda spec: calls.append(spec["file"]) or real_write(spec))
+    monkeypatch.setattr(workers_lib, "write_shard", real_write)
+    monkeypatch.setattr(workers_lib, "write_shard", lambda spec: calls.append(spec["file"]) or real_write(spec))
     resumed = quick(src, out, shard_size=3000)
     assert len(calls) == total - 2  # the two finished shards were skipped
     assert shard_shas(resumed) == shard_shas(reference)
     assert inspect(out)[1] == []
-    assert not list(out.glob("*.tmp")) and not (out / pack_lib.PARTIAL_DIR).exists()
+    assert not list(out.glob(".tmp-*")) and not (out / PARTIAL_DIR).exists()  # leftovers are cleared
     # a folder whose manifest was lost is no longer recognisably a pack: its files are left alone (issue 13)
     (out / "manifest.json").unlink()
     left = sorted(p.name for p in out.iterdir())
@@ -286,7 +240,15 @@ def test_options_are_validated():
 
 
 def test_library_export_is_lazy():
-    assert callable(catdog.pack)
+    """`import catdog` must stay instant: catdog.pack is a function that imports the packer (and TF) on first use."""
+    import subprocess
+    import sys
+    import types
+
+    assert isinstance(catdog.pack, types.FunctionType)
+    code = "import sys, catdog; print(sorted(m for m in ('tensorflow', 'catdog.data.pack') if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
 
 
 def test_parallel_workers_write_the_same_shards(tmp_path):

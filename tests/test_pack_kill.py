@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 
 from catdog.data.pack import inspect, pack
-from conftest import make_image
+from catdog.data.pack_state import PARTIAL_DIR
+from catdog.data.pack_workers import PAUSE_ENV
+from fixtures.images import make_image
 
 
 def _tree(root: Path, n: int) -> Path:
@@ -29,20 +31,24 @@ def test_sigkilled_pack_is_finished_by_rerunning(tmp_path):
     src = _tree(tmp_path / "train", n=120)
     options = ["--shard-size", "16KB", "--workers", "1"]
     out = tmp_path / "out"
+    # The pack stops after its 3rd shard and waits (a test hook), so the kill always lands mid-way.
+    env = {**os.environ, PAUSE_ENV: "3"}
     proc = subprocess.Popen([sys.executable, "-m", "catdog", "pack", str(src), "--out", str(out), *options],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    markers = out / PARTIAL_DIR
     try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if len(list(out.glob("*.tfrecord"))) >= 3:  # some shards finished, others still to come
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-            time.sleep(0.01)
+        while proc.poll() is None and len(list(markers.glob("*.done"))) < 3:
+            time.sleep(0.05)  # polling only: no outcome depends on how long this takes
+        assert proc.poll() is None, "the pack exited instead of pausing after 3 shards"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
     finally:
         proc.kill()
         proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the pack finished before it could be killed"
+    assert proc.returncode == -signal.SIGKILL
     assert not (out / "manifest.json").exists()  # nothing claims the half-done pack
+    finished = [p for p in out.glob("*.tfrecord") if not p.name.startswith(".")]
+    assert len(finished) == 3  # the shards written before the kill, under their final names
 
     rerun = subprocess.run([sys.executable, "-m", "catdog", "pack", str(src), "--out", str(out), *options],
                            capture_output=True, text=True)

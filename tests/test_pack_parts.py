@@ -10,9 +10,11 @@ from typer.testing import CliRunner
 
 import catdog.cli
 from catdog.data.merge import merge
-from catdog.data.pack import _part_of, inspect, pack
+from catdog.data.pack import inspect, pack
+from catdog.data.pack_plan import part_of
 from catdog.errors import DataError
-from test_pack import flat_tree, read_plain
+from fixtures.images import flat_tree
+from fixtures.packed import read_plain
 
 catdog.cli._register_commands()
 
@@ -25,7 +27,7 @@ def _records(out):
 def _tree(tmp_path):
     src = flat_tree(tmp_path / "train", n=12)
     # an exact duplicate whose two copies land in different parts: merge must keep it once
-    copy = next(f"cat.{i}" for i in range(200, 400) if _part_of(f"cat.{i}", 2) != _part_of("cat.1", 2))
+    copy = next(f"cat.{i}" for i in range(200, 400) if part_of(f"cat.{i}", 2) != part_of("cat.1", 2))
     shutil.copy(src / "cat.1.jpg", src / f"{copy}.jpg")
     (src / "dog.99.jpg").write_bytes(b"")  # a reject, reported by exactly one part
     return src

@@ -13,7 +13,7 @@ from catdog.data import load, manifest as manifest_lib
 from catdog.data.decode import decode_and_resize, decode_jpeg_reduced, resize
 from catdog.data.pipeline import checked
 from catdog.errors import DataError
-from packed_fixture import build_pack
+from fixtures.packed import build_pack
 
 
 @pytest.fixture
@@ -55,11 +55,26 @@ def test_count_mismatch_with_manifest_raises(packed):
 
 
 def test_training_mode_shuffles_with_seed_and_repeats(packed):
-    ds = load(str(packed), "train", 16, batch_size=4, training=True, seed=1, repeat=True, augment=lambda x: 255.0 - x)
-    batches = list(ds.take(5))
-    assert len(batches) == 5 and all(b[0].shape[0] == 4 for b in batches)
-    again = list(load(str(packed), "train", 16, batch_size=4, training=True, seed=1, repeat=True).take(5))
-    assert np.array_equal(batches[0][1].numpy(), again[0][1].numpy())
+    def ids(**kw):
+        ds = load(str(packed), "train", 16, batch_size=4, with_ids=True, **kw)
+        return [i.decode() for b in ds for i in b["id"].numpy()]
+
+    plain = ids()
+    shuffled = ids(training=True, seed=1)
+    assert sorted(shuffled) == sorted(plain) and len(shuffled) == 11  # every record once per epoch...
+    assert shuffled != plain  # ...in another order than the evaluation order
+    assert ids(training=True, seed=1) == shuffled  # the same seed gives the same order
+    assert ids(training=True, seed=2) != shuffled  # another seed, another order
+    # repeat: batches keep coming past the end of an epoch, every record again
+    repeated = load(str(packed), "train", 16, batch_size=4, training=True, seed=1, repeat=True, with_ids=True)
+    seen = [i.decode() for b in repeated.take(6) for i in b["id"].numpy()]
+    assert len(seen) == 24 and set(seen) == set(plain)
+    # augment is applied in training mode: same seed and order, pixels mapped by the augment function
+    flipped = list(load(str(packed), "train", 16, batch_size=4, training=True, seed=1,
+                        augment=lambda x: 255.0 - x).take(1))[0]
+    straight = list(load(str(packed), "train", 16, batch_size=4, training=True, seed=1).take(1))[0]
+    assert np.array_equal(flipped[1].numpy(), straight[1].numpy())
+    assert np.allclose(flipped[0].numpy(), 255.0 - straight[0].numpy(), atol=1e-3)
 
 
 def test_missing_split_and_bad_mode_are_clear_errors(tmp_path):

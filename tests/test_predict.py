@@ -15,11 +15,12 @@ from typer.testing import CliRunner
 import catdog.cli
 from catdog.data.decode import decode_and_resize
 from catdog.errors import ModelError
-from catdog.predict import KerasPredictor, collect_inputs, load_predictor, natural_key
+from catdog.inputs import collect_inputs, natural_key
+from catdog.predictors import KerasPredictor, load_predictor
 from catdog.run import load_run
-from conftest import make_image
-from packed_fixture import build_pack
-from run_fixture import write_run
+from fixtures.images import make_image
+from fixtures.packed import build_pack
+from fixtures.runs import write_run
 
 catdog.cli._register_commands()
 runner = CliRunner()
@@ -210,8 +211,8 @@ def test_packed_folder_on_a_tfio_filesystem_is_an_input(tmp_path):
     """A pack behind a URL (here TensorFlow's ram:// filesystem) is read through tf.io.gfile."""
     import tensorflow as tf
 
-    from catdog.predict import collect_inputs
-    from packed_fixture import build_pack
+    from catdog.inputs import collect_inputs
+    from fixtures.packed import build_pack
 
     build_pack(tmp_path / "p", {"train": 2, "test": 3})
     url = "ram://catdog-predict-input/p"
@@ -257,3 +258,19 @@ def test_damaged_shard_in_a_packed_input_is_named(env, tmp_path):
     line = one_error_line(invoke("predict", run, packed, "-o", tmp_path / "s.csv"))
     assert line.startswith(f"error: {shard}: checksum mismatch")
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_input_listing_skips_what_pack_skips(tmp_path):
+    """Folders and zips are listed by data/scan.py, so predict skips exactly what pack skips."""
+    folder = tmp_path / "photos"
+    for name in ("1.jpg", "sub/2.png", ".hidden/3.jpg", "__MACOSX/4.jpg", ".5.jpg"):
+        make_image(folder / name, (10, 20, 30), size=(8, 8), fmt="PNG" if name.endswith("png") else "JPEG")
+    (folder / "notes.txt").write_text("x")
+    inputs = collect_inputs([str(folder)])
+    assert inputs.ids == ["1", "2"] and inputs.ignored == 1  # notes.txt; hidden and __MACOSX never listed
+    archive = tmp_path / "batch.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for member in ("b/7.jpg", "b/.git/8.jpg", "__MACOSX/b/._7.jpg", "b/readme.md"):
+            zf.writestr(member, (folder / "1.jpg").read_bytes())
+    inputs = collect_inputs([str(archive)])
+    assert inputs.ids == ["7"] and inputs.ignored == 1  # readme.md

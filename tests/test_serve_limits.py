@@ -4,20 +4,38 @@ the cap get 503, a port in use is one line before anything loads, big images dec
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import socket
-import sys
 import threading
-import types
 from contextlib import contextmanager
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from catdog.errors import ConfigError
 from catdog.serve import bind, create_app, make_server
 from catdog.serve.guard import RateLimit
-from test_serve import FakePredictor, encode
+
+
+class FakePredictor:
+    """P(dog) = blue / (red + blue) of the mean colour: enough model to answer, none to load."""
+
+    classes, image_size, resize, name = ["cat", "dog"], (32, 32), "squash", "fake"
+    info = {"backbone": "fake-net", "source": "runs/fake"}
+
+    def predict_images(self, images):
+        red, blue = images[..., 0].mean(axis=(1, 2)), images[..., 2].mean(axis=(1, 2))
+        p = blue / (red + blue + 1e-9)
+        return np.stack([1 - p, p], axis=1)
+
+
+def encode(color=(40, 60, 200), size=(48, 40)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 WAIT = 20.0  # upper bound for anything the server must do by itself; the timeouts used are far shorter
 
@@ -112,9 +130,9 @@ def test_port_in_use_is_one_line_before_the_model_loads(tmp_path, monkeypatch):
 
     catdog.cli._register_commands()
     loaded = []
-    fake_predict = types.ModuleType("catdog.predict")
-    fake_predict.load_predictor = lambda path: loaded.append(path) or FakePredictor()
-    monkeypatch.setitem(sys.modules, "catdog.predict", fake_predict)
+    import catdog.predictors
+
+    monkeypatch.setattr(catdog.predictors, "load_predictor", lambda path: loaded.append(path) or FakePredictor())
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

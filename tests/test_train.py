@@ -1,4 +1,4 @@
-"""catdog.train: the run folder, the feature cache (equivalence + reuse), fine-tuning, resume, config, calibration.
+"""catdog.training: the run folder, the feature cache (equivalence + reuse), fine-tuning, resume, config, calibration.
 
 Tiny packs (32x32 images), a tiny saved-model backbone (conv + BN), 1-3 epochs.
 """
@@ -19,8 +19,8 @@ from catdog.data import load
 from catdog.errors import ConfigError, DataError
 from catdog.model.classifier import feature_extractor, get_backbone_layer
 from catdog.model.feature_cache import cache_folder, ensure_split
-from catdog.train import (TrainConfig, build_models, cached_dataset, class_weights, compile_model, resolve, train)
-from packed_fixture import build_pack
+from catdog.training import (TrainConfig, build_models, cached_dataset, class_weights, compile_model, resolve, train)
+from fixtures.packed import build_pack
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 import catdog.cli
 from catdog.cli import app
-from packed_fixture import build_pack
+from fixtures.packed import build_pack
 
 catdog.cli._register_commands()
 runner = CliRunner()

@@ -47,11 +47,11 @@ def demo(out="catdog-demo", *, backbone: str = "small-cnn", per_class: int = 150
     import time
 
     from catdog.data.pack import pack
-    from catdog.evaluate import evaluate
-    from catdog.export import export
-    from catdog.predict import predict
+    from catdog.evaluation import evaluate
+    from catdog.exporting import export
+    from catdog.prediction import predict
     from catdog.synthetic import CLASSES, make_kaggle_folder
-    from catdog.train import TrainConfig, train
+    from catdog.training import TrainConfig, train
 
     start = time.perf_counter()
     out = Path(out)

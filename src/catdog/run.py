@@ -8,14 +8,15 @@ validation split at train time; log loss punishes over-confidence).
 from __future__ import annotations
 
 import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from catdog.classes import is_binary
 from catdog.data.decode import RESIZE_MODES, as_size
 from catdog.errors import ModelError
+from catdog.model.loading import load_keras_model  # noqa: F401  (also imported from here by callers)
 
 CONFIG_NAME = "config.json"
 MODEL_NAME = "best.keras"
@@ -70,13 +71,13 @@ def calibrated_model(model, num_classes: int, temperature: float = 1.0):
                          "Dense layer producing pre-activation logits to be named 'logits')") from None
     logits = _logits_tensor(model, logits_layer)
     units = int(logits.shape[-1])
-    expected = 1 if num_classes == 2 else num_classes
+    expected = 1 if is_binary(num_classes) else num_classes
     if units != expected:
         raise ModelError(f"layer 'logits' has {units} units but {num_classes} classes need {expected}")
     activation = getattr(logits_layer, "activation", None)
     if activation is not None and getattr(activation, "__name__", "linear") != "linear":
         raise ModelError(f"layer 'logits' applies {activation.__name__}; it must output raw logits (no activation)")
-    if num_classes == 2:
+    if is_binary(num_classes):
         kernel = np.array([[-0.5, 0.5]], np.float32) / np.float32(temperature)
     else:
         kernel = np.eye(num_classes, dtype=np.float32) / np.float32(temperature)
@@ -116,6 +117,17 @@ def _read_json(path: Path) -> dict:
         raise ModelError(f"{path}: cannot read ({e})") from e
 
 
+def run_data_dir(run_dir) -> str:
+    """The packed folder a run was trained on (config.json's "data"); ModelError if the run does not say."""
+    path = Path(run_dir) / CONFIG_NAME
+    if not path.is_file():
+        raise ModelError(f"{run_dir}: not a run folder (no {CONFIG_NAME}); pass a folder written by `catdog train`")
+    data = _read_json(path).get("data")
+    if not isinstance(data, str) or not data:
+        raise ModelError(f"{path}: no 'data' (packed folder) recorded; pass the packed folder explicitly")
+    return data
+
+
 def load_run(run_dir) -> Run:
     """Read a run folder written by `catdog train`; ModelError names the folder and what is missing."""
     run_dir = Path(run_dir)
@@ -150,19 +162,3 @@ def load_run(run_dir) -> Run:
     model = load_keras_model(model_path)
     return Run(run_dir=run_dir, config=config, classes=[str(c) for c in classes], image_size=image_size,
                resize=resize, model=model, temperature=temperature, calibrated=calibrated)
-
-
-def load_keras_model(path: Path):
-    """keras.saving.load_model with catdog's custom layers registered; ModelError on a broken file."""
-    import keras
-
-    import catdog.model  # noqa: F401  (registers custom layers under package "catdog", if any)
-
-    if Path(path).suffix == ".keras" and Path(path).is_file() and not zipfile.is_zipfile(path):
-        # Keras says "File not found" for an existing file that is not a zip: name the real problem
-        raise ModelError(f"{path}: not a Keras model file (a .keras file is a zip archive; this one is not: "
-                         "empty, truncated or corrupt)")
-    try:
-        return keras.saving.load_model(str(path), compile=False)
-    except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as e:  # BadZipFile: e.g. bad CRC-32
-        raise ModelError(f"{path}: cannot load the Keras model ({str(e).splitlines()[0][:200]})") from e

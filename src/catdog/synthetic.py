@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from catdog import atomic
+
 CLASSES = ("circle", "square")
 
 
@@ -70,11 +72,11 @@ def make_kaggle_folder(out, per_class: int = 100, test: int = 40, size=(64, 64),
     for c, shape in enumerate(CLASSES):
         for i in range(1, per_class + 1):
             image = draw(shape, size, seed=seed * 1_000_003 + c * 100_000 + i)
-            (out / "train" / f"{shape}.{i}.jpg").write_bytes(_jpeg(image))
+            atomic.write_bytes(out / "train" / f"{shape}.{i}.jpg", _jpeg(image))
     rng = np.random.default_rng(seed + 7)
     for i in range(1, test + 1):
         shape = CLASSES[int(rng.integers(0, 2))]
-        (out / "test1" / f"{i}.jpg").write_bytes(_jpeg(draw(shape, size, seed=seed * 1_000_003 + 500_000 + i)))
+        atomic.write_bytes(out / "test1" / f"{i}.jpg", _jpeg(draw(shape, size, seed=seed * 1_000_003 + 500_000 + i)))
     return out
 
 

@@ -32,7 +32,7 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
 ) -> None:
     """Score RUN on every record of one split exactly once; write RUN/eval/<split>/."""
-    from catdog.evaluate import evaluate as evaluate_run
+    from catdog.evaluation import evaluate as evaluate_run
 
     result = evaluate_run(run, data, split.value, tta=tta.value, batch_size=batch_size)
     m = result.metrics

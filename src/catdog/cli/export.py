@@ -32,9 +32,9 @@ def export(
     version: Annotated[Optional[int], typer.Option(help="SavedModel version folder (default: next free).")] = None,
 ) -> None:
     """Export RUN's calibrated model and check its probabilities against the in-memory model."""
-    from catdog.export import export as export_run
+    import catdog
 
-    result = export_run(run, format.value, out, quantize=quantize.value, version=version)
+    result = catdog.export(run, format.value, out, quantize=quantize.value, version=version)
     typer.echo(f"exported {result.format}{'' if result.quantize == 'none' else f' ({result.quantize} quantized)'} "
                f"to {result.path}")
     typer.echo(f"metadata: {result.metadata_path}")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from catdog.cli import app, fail, handle_errors
+from catdog.imageformats import DEFAULT_MAX_PIXELS
 
 
 def _splits_table(manifest: dict):
@@ -50,7 +51,7 @@ def pack_command(
     seed: Annotated[int, typer.Option(help="Salts the split and the record order.")] = 0,
     shard_size: Annotated[str, typer.Option(help="Approximate shard size: bytes or 64MB, 128MB, 1GB.")] = "128MB",
     workers: Annotated[int | None, typer.Option(help="Processes (default: all cores; 1 = no subprocesses).")] = None,
-    max_pixels: Annotated[int, typer.Option(help="Reject images whose header claims more pixels.")] = 40_000_000,
+    max_pixels: Annotated[int, typer.Option(help="Reject images whose header claims more pixels.")] = DEFAULT_MAX_PIXELS,
     overwrite: Annotated[bool, typer.Option(help="Replace a different pack already in --out.")] = False,
     num_workers: Annotated[int, typer.Option(help="Machines sharing this pack (each runs it with its own --worker-index).")] = 1,
     worker_index: Annotated[int, typer.Option(help="This machine's share, 0..num-workers-1 (writes --out/part-I-of-N).")] = 0,

@@ -25,7 +25,8 @@ def predict(
     tta: Annotated[TTA, typer.Option(help="flip: average the plain and the mirrored view.")] = TTA.none,
 ) -> None:
     """Predict every INPUT image once; rows sorted by id; 2 classes: Kaggle's `id,label` (label = P(class 2))."""
-    from catdog.predict import predict as predict_images
+    from catdog.classes import is_binary
+    from catdog.prediction import predict as predict_images
 
     summary = predict_images(model, inputs, output, split=split, skip_bad=skip_bad, clip=clip,
                              batch_size=batch_size, tta=tta.value)
@@ -33,7 +34,7 @@ def predict(
         typer.secho(f"skipped {name}: {reason}", fg=typer.colors.YELLOW, err=True)
     if summary.skipped:
         typer.echo(f"skipped {len(summary.skipped)} unreadable images, listed in {summary.skipped_file}")
-    columns = "id,label = P(%s)" % summary.classes[1] if len(summary.classes) == 2 else "id," + ",".join(summary.classes)
+    columns = "id,label = P(%s)" % summary.classes[1] if is_binary(len(summary.classes)) else "id," + ",".join(summary.classes)
     if summary.replaced:
         typer.echo(f"replaced the existing {summary.output}")
     typer.echo(f"wrote {summary.rows} predictions ({columns}) to {summary.output} in {summary.seconds:.1f} s "

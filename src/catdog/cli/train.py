@@ -1,4 +1,4 @@
-"""`catdog train`: parse options -> TrainConfig -> catdog.train.train -> print the summary line.
+"""`catdog train`: parse options -> catdog.train(PACKED, **options) -> print the summary line.
 
 Every option defaults to None ("not given"), so a fresh run takes TrainConfig's defaults and `--resume`
 can tell which options were given and must match the run's config.json.
@@ -77,8 +77,7 @@ def train(
         return
     import json
 
-    from catdog.errors import ConfigError
-    from catdog.train import TrainConfig, train as run_training
+    import catdog
 
     given = {
         "backbone": backbone, "weights": weights, "image_size": image_size, "resize": resize, "epochs": epochs,
@@ -90,20 +89,7 @@ def train(
         "runs_dir": str(runs_dir) if runs_dir else None, "name": name, "seed": seed, "patience": patience,
         "monitor": monitor, "mixed_precision": mixed_precision, "xla": xla, "profile": profile, "strategy": strategy,
     }
-    given = {k: v for k, v in given.items() if v is not None}
-    if resume is not None:
-        config_path = resume / "config.json"
-        if not config_path.is_file():
-            raise ConfigError(f"--resume {resume}: not a catdog run folder (no config.json)")
-        stored = json.loads(config_path.read_text())
-        if packed is not None:
-            given["data"] = str(packed)
-        config = TrainConfig.from_run_config({**stored, **given}) if given else None
-    else:
-        if packed is None:
-            raise ConfigError("missing PACKED folder (or --resume RUN_DIR)")
-        config = TrainConfig.from_dict({"data": str(packed), **given})
-    run_dir = run_training(config, resume=resume)
+    run_dir = catdog.train(packed, resume=resume, **given)
     if not (run_dir / "summary.json").is_file():  # a non-chief worker of a multi-worker run
         typer.echo("worker done (not the chief: the chief wrote the run folder)")
         return

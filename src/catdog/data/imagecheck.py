@@ -13,15 +13,15 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 
 import imagehash
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from catdog.data.header import BadImage, read_header
+from catdog.imageformats import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, IMAGE_FORMATS, IMAGE_FORMATS_TEXT  # noqa: F401  (one definition)
 
-DEFAULT_MAX_PIXELS = 40_000_000  # 40 MP: above any phone photo, far below a decompression bomb
 JPEG_QUALITY = 95  # for converted images: visually lossless, ~1/3 the size of PNG photos
 REASONS = {
     "empty-file": "zero bytes",
@@ -32,10 +32,10 @@ REASONS = {
     "unreadable": "the file could not be read (I/O error, bad zip member)",
     "unrecognised-name": "the file name fits no layout (e.g. not <class>.<id>.<ext> in a flat folder)",
     "not-in-class-folder": "a loose file beside class sub-folders",
+    "unsupported-format": "an image format predict and serve cannot read (see catdog.imageformats)",
+    "bad-crc": "a PNG chunk with a wrong checksum (corrupt file; libpng, hence predict and serve, refuse it)",
     "too-large": "a zip member whose uncompressed size is above any image's (refused before reading)",
     "compression-ratio": "a zip member that compresses far more than any photo (zip bomb; refused before reading)",
-    "unsupported-format": "an image format predict and serve cannot read (allowed: JPEG, PNG, GIF, BMP, WebP)",
-    "bad-crc": "a PNG chunk with a wrong checksum (corrupt file; libpng refuses it)",
     "dangling-link": "a symbolic link whose target does not exist",
     "link-loop": "a symbolic link that points to itself (a loop)",
 }
@@ -79,21 +79,136 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def check_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Checked:
-    """Bytes -> Checked. Never raises for bad image data: the reason says what was wrong."""
-    try:
-        read_header(data, max_pixels)  # the one pre-decode check shared with predict and serve (issue 13)
-    except BadImage as e:
-        return Checked(e.reason)
+@dataclass(frozen=True, slots=True)
+class Header:
+    """What an image's header says, read before any pixel is decoded. `problem` is "" or a key of REASONS."""
+
+    problem: str = ""
+    format: str = ""  # Pillow's name ("JPEG", "PNG", ...); "" when the header could not be read
+    width: int = 0
+    height: int = 0
+    detail: str = ""  # Pillow's message when the header itself is unreadable
+
+
+_MALFORMED = (SyntaxError, ValueError, TypeError, EOFError, IndexError, ZeroDivisionError, struct.error)
+# ^ what Pillow's plugins raise for malformed headers/chunks: the file is unusable, not our bug
+
+
+def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, *, structure: bool = True):
+    """The ONE header check (pack, predict, evaluate and serve): -> (lazy PIL image or None, Header).
+
+    Pillow parses only the header here, so a 100000x100000 PNG is refused before anything is allocated.
+    The image is returned only when the header is acceptable; decoding it is the caller's next step.
+    With `structure` (the default) the whole file is also checked without decoding it, because libjpeg
+    and Pillow are lenient where libpng and TF are not (so pack accepted what predict and serve refused):
+    a JPEG shorter than its declared size can be (libjpeg fills the rest with grey: a 633-byte "6000x6000"
+    photo) is `truncated`; a PNG whose critical chunks have a wrong CRC (Pillow never checks IDAT's) is
+    `bad-crc`. A server skips it only to choose a queue, and runs it before decoding.
+    """
+    if not data:
+        return None, Header("empty-file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own, lower limit
             image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                return Checked("too-many-pixels", height, width)
-            if width < 1 or height < 1:
-                return Checked("decode-error", height, width)
+    except Image.DecompressionBombError as e:  # Pillow's own guard, for truly absurd headers
+        return None, Header("too-many-pixels", detail=str(e))
+    except UnidentifiedImageError:
+        return None, Header("not-an-image")
+    except OSError as e:
+        return None, Header("truncated" if "truncated" in str(e).lower() else "decode-error", detail=str(e))
+    except _MALFORMED as e:
+        return None, Header("decode-error", detail=str(e))
+    width, height = image.size
+    if width * height > max_pixels:
+        return None, Header("too-many-pixels", image.format, width, height)
+    if width < 1 or height < 1:
+        return None, Header("decode-error", image.format, width, height)
+    if image.format not in IMAGE_FORMATS:
+        return None, Header("unsupported-format", image.format, width, height)
+    if structure:
+        problem, detail = _structure_problem(data, image.format, width, height)
+        if problem:
+            return None, Header(problem, image.format, width, height, detail)
+    return image, Header("", image.format, width, height)
+
+
+# A Huffman-coded JPEG spends at least one bit on every 8x8 block of luma (baseline: a DC code and an EOB;
+# progressive: the DC scan alone), so a file shorter than pixels/512 bytes cannot hold its declared image.
+_JPEG_MIN_BITS_PER_BLOCK = 1
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _structure_problem(data: bytes, fmt: str, width: int, height: int) -> tuple[str, str]:
+    """("", "") or (reason, detail) from the file's structure, without decoding a pixel."""
+    if fmt in _JPEG_FORMATS:
+        need = -(-width // 8) * -(-height // 8) * _JPEG_MIN_BITS_PER_BLOCK // 8
+        if len(data) < need:
+            return "truncated", (f"JPEG of {width}x{height} needs at least {need:,} bytes of data, the file has "
+                                 f"{len(data):,}")
+    elif fmt == "PNG":
+        offset = len(_PNG_SIGNATURE)
+        while offset + 12 <= len(data):
+            length, kind = struct.unpack(">I4s", data[offset:offset + 8])
+            end = offset + 8 + length
+            if end + 4 > len(data):
+                return "truncated", f"PNG chunk {kind.decode('latin-1')} runs past the end of the file"
+            if kind[:1].isupper() and zlib.crc32(data[offset + 4:end]) != struct.unpack(">I", data[end:end + 4])[0]:
+                return "bad-crc", f"PNG chunk {kind.decode('latin-1')} has a wrong CRC (the file is corrupt)"
+            if kind == b"IEND":
+                return "", ""
+            offset = end + 4
+        return "truncated", "PNG has no IEND chunk"
+    return "", ""
+
+
+class BadImage(ValueError):
+    """Not a usable image (from `read_header`); `reason` is a key of REASONS."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def read_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, *, structure: bool = True) -> tuple[str, int, int]:
+    """`open_image` for callers that decode elsewhere (predict, evaluate, serve): -> (format, width, height),
+    or BadImage with a one-line message that says what is wrong."""
+    image, header = open_image(data, max_pixels, structure=structure)
+    if image is not None:
+        image.close()
+        return header.format, header.width, header.height
+    fmt, width, height, problem = header.format, header.width, header.height, header.problem
+    if problem == "empty-file":
+        message = "empty file (0 bytes)"
+    elif problem == "not-an-image":
+        message = f"not an image (allowed formats: {IMAGE_FORMATS_TEXT})"
+    elif problem == "unsupported-format":
+        message = f"unsupported image format {fmt}; allowed formats: {IMAGE_FORMATS_TEXT}"
+    elif problem == "too-many-pixels" and not fmt:  # Pillow's own guard fired first
+        message = (f"image dimensions are absurd (over {2 * Image.MAX_IMAGE_PIXELS:,} pixels); "
+                   f"the limit is {max_pixels:,} pixels")
+    elif problem == "too-many-pixels":
+        message = f"image is {width}x{height} ({width * height:,} pixels); the limit is {max_pixels:,} pixels"
+    elif problem == "truncated":
+        message = f"truncated image, the data ends early ({header.detail})" if header.detail else "truncated image"
+    elif problem == "bad-crc":
+        message = header.detail
+    elif not fmt:
+        message = f"cannot read the image header: {header.detail}"
+    else:
+        message = f"{fmt} header claims {width}x{height} pixels"
+    raise BadImage(problem, message)
+
+
+def check_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Checked:
+    """Bytes -> Checked. Never raises for bad image data: the reason says what was wrong."""
+    image, header = open_image(data, max_pixels)
+    if image is None:
+        return Checked(header.problem, header.height, header.width)
+    width, height = header.width, header.height
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own, lower limit
             if image.format in _JPEG_FORMATS and image.mode == "RGB":
                 image.draft("RGB", (64, 64))  # DCT-scaled decode: reads every byte, ~10x less work
                 image.load()
@@ -108,10 +223,8 @@ def check_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Checked
         return Checked("not-an-image")
     except OSError as e:
         return Checked("truncated" if "truncated" in str(e).lower() else "decode-error")
-    except (SyntaxError, ValueError, TypeError, EOFError, IndexError, ZeroDivisionError, struct.error):
-        # Pillow's plugins raise these for malformed headers/chunks; the file is unusable, not our bug
+    except _MALFORMED:
         return Checked("decode-error")
     out = io.BytesIO()
     rgb.save(out, format="JPEG", quality=JPEG_QUALITY)
     return Checked("", rgb.height, rgb.width, converted_from, out.getvalue(), _phash(rgb))
-

@@ -12,6 +12,7 @@ import posixpath
 
 import tensorflow as tf
 
+from catdog import atomic
 from catdog.errors import DataError
 
 MANIFEST_NAME = "manifest.json"
@@ -24,16 +25,8 @@ def join(directory: str, name: str) -> str:
     return posixpath.join(str(directory), name) if "://" in str(directory) else str(tf.io.gfile.join(str(directory), name))
 
 
-def atomic_write_text(path: str, text: str) -> None:
-    """Write to a temporary name, then rename: a reader never sees half a file."""
-    tmp = f"{path}.tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(text)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
-
-
 def write_manifest(directory: str, manifest: dict) -> None:
-    atomic_write_text(join(directory, MANIFEST_NAME), json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    atomic.write_json(join(directory, MANIFEST_NAME), manifest)
 
 
 def read_manifest(directory: str) -> dict:

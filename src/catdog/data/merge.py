@@ -14,26 +14,22 @@ is written last; a killed merge is finished by running it again.
 
 from __future__ import annotations
 
-import csv
-import datetime
 import json
 import time
 from collections import Counter
 
 import tensorflow as tf
 
+from catdog import atomic, lock
+from catdog.csvfile import read_dicts
 from catdog.data import manifest as manifest_lib
+from catdog.data import pack_manifest
 from catdog.data.dedupe import Candidate, analyse
-from catdog.data.pack import PART_NAME, PARTIAL_DIR, RECORDS_FILE, _clear, _finish, _read_existing, part_dir
+from catdog.data.pack_plan import shard_file
+from catdog.data.pack_state import PART_NAME, PARTIAL_DIR, RECORDS_FILE, clear, finish, marker_path, part_dir, read_existing
 from catdog.data.records import parse_example
-from catdog import lock
 from catdog.errors import DataError
 from catdog.outputs import disk_full
-
-
-def _read_csv(path: str) -> list[dict]:
-    with tf.io.gfile.GFile(path) as f:
-        return list(csv.DictReader(f))
 
 
 def _parts(out: str) -> list[tuple[str, dict]]:
@@ -77,7 +73,7 @@ def merge(out, *, overwrite: bool = False, progress: bool = True) -> dict:
 
 def _merge(out: str, overwrite: bool) -> dict:
     start = time.perf_counter()
-    existing = _read_existing(out)
+    existing = read_existing(out)
     if existing is not None and existing.get("merged_from") and not any(
             PART_NAME.match(n.rstrip("/")) for n in tf.io.gfile.listdir(out)):
         problems = manifest_lib.verify_shards(out, existing)
@@ -96,7 +92,7 @@ def _merge(out: str, overwrite: bool) -> dict:
     tf.io.gfile.makedirs(partial)
 
     # global duplicate analysis over every part's kept records, in the order a single pack uses
-    records = [{**r, "part": i} for i, (path, _) in enumerate(parts) for r in _read_csv(manifest_lib.join(path, RECORDS_FILE))]
+    records = [{**r, "part": i} for i, (path, _) in enumerate(parts) for r in read_dicts(manifest_lib.join(path, RECORDS_FILE))]
     records.sort(key=lambda r: (not r["label"], int(r["source"]), r["id"]))
     report = analyse([Candidate(r["sha256"], int(r["phash"], 16), r["label"]) for r in records])
     drops: dict[tuple[int, str], set[str]] = {}  # (part, shard file) -> ids to leave out
@@ -110,11 +106,11 @@ def _merge(out: str, overwrite: bool) -> dict:
         shards = [(i, path, s) for i, (path, m) in enumerate(parts) for s in m["splits"][split]["shards"]]
         for k, (i, path, shard) in enumerate(shards):
             drop = drops.get((i, shard["file"]), set())
-            plan.append((f"{split}-{k:05d}-of-{len(shards):05d}.tfrecord", path, shard, drop))
-    _clear(out, keep={name for name, *_ in plan})
+            plan.append((shard_file(split, k, len(shards)), path, shard, drop))
+    clear(out, keep={name for name, *_ in plan})
     infos = {}
     for name, path, shard, drop in plan:
-        final, marker = manifest_lib.join(out, name), manifest_lib.join(partial, name + ".done")
+        final, marker = manifest_lib.join(out, name), marker_path(out, name)
         source = manifest_lib.join(path, shard["file"])
         if tf.io.gfile.exists(marker) and tf.io.gfile.exists(final) and not tf.io.gfile.exists(source):
             with tf.io.gfile.GFile(marker) as f:
@@ -123,16 +119,15 @@ def _merge(out: str, overwrite: bool) -> dict:
         if not tf.io.gfile.exists(source):
             raise DataError(f"{source}: shard of a part is missing; re-run that part's pack")
         if drop:
-            tmp = manifest_lib.join(partial, name + ".tmp")
-            count = _filter_shard(source, tmp, drop)
-            tf.io.gfile.rename(tmp, final, overwrite=True)
+            with atomic.writing(final) as tmp:
+                count = _filter_shard(source, tmp, drop)
             tf.io.gfile.remove(source)
         else:
             count = shard["num_examples"]
             tf.io.gfile.rename(source, final, overwrite=True)
         info = {"file": name, "num_examples": count, "num_bytes": tf.io.gfile.stat(final).length,
                 "sha256": shard["sha256"] if not drop else manifest_lib.file_sha256(final)}
-        manifest_lib.atomic_write_text(marker, json.dumps(info))
+        atomic.write_text(marker, json.dumps(info))
         infos[name] = info
 
     kept = [r for r, keep in zip(records, report.keep) if keep]
@@ -141,48 +136,36 @@ def _merge(out: str, overwrite: bool) -> dict:
     for split in manifest_lib.SPLITS:
         shards = [infos[name] for name, *_ in plan if name.startswith(f"{split}-")]
         counts = Counter(r["label"] for r in kept if r["split"] == split)
-        splits[split] = {"num_examples": sum(s["num_examples"] for s in shards),
-                         "num_bytes": sum(s["num_bytes"] for s in shards),
-                         "class_counts": {} if split == "test" else {c: counts.get(c, 0) for c in classes},
-                         "shards": shards}
+        splits[split] = pack_manifest.split_entry(split, shards, counts, classes)
 
     def path_of(i):
         return records[i]["path"]
 
-    part_dups = [row for path, _ in parts for row in _read_csv(manifest_lib.join(path, "duplicates.csv"))
+    part_dups = [row for path, _ in parts for row in read_dicts(manifest_lib.join(path, "duplicates.csv"))
                  if row["kind"] != "near"]
     dup_rows = [(r["kind"], r["kept"], r["duplicate"], r["distance"]) for r in part_dups]
     dup_rows += [("exact", path_of(a), path_of(b), 0) for a, b in report.exact]
     dup_rows += [("label-conflict", path_of(a), path_of(b), 0) for a, b in report.conflicts]
     dup_rows += [("near", path_of(a), path_of(b), d) for a, b, d in report.near]
     leak_rows = [(kind, path_of(a), records[a]["split"], path_of(b), d) for kind, a, b, d in report.leakage]
-    rejects = [(r["path"], r["reason"]) for path, _ in parts for r in _read_csv(manifest_lib.join(path, "rejected.csv"))]
-    converted = Counter(r["converted_from"] for r in kept if r["converted_from"])
+    rejects = [(r["path"], r["reason"]) for path, _ in parts for r in read_dicts(manifest_lib.join(path, "rejected.csv"))]
     stats = [m.get("stats", {}) for _, m in parts]
     slowest = max(s.get("seconds", 0) for s in stats)
     num_files = sum(s.get("images_per_second", 0) * s.get("seconds", 0) for s in stats)
     sources = [{**s, "num_packed": sum(m["sources"][j].get("num_packed", 0) for _, m in parts)}
                for j, s in enumerate(first["sources"])]
-    manifest = {
-        **{k: first[k] for k in ("format", "catdog_version", "tensorflow_version")},
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "fingerprint": fingerprint,
-        "config": first["config"],
-        "sources": sources,
-        "classes": classes,
-        "splits": splits,
-        "rejected": {"count": len(rejects), "by_reason": dict(sorted(Counter(r for _, r in rejects).items())),
-                     "file": "rejected.csv"},
-        "converted": {"count": sum(converted.values()), "by_format": dict(sorted(converted.items()))},
-        "duplicates": {"exact": sum(1 for r in dup_rows if r[0] == "exact"), "near": len(report.near),
-                       "label_conflicts": sum(1 for r in dup_rows if r[0] == "label-conflict"), "file": "duplicates.csv"},
-        "leakage": {"count": len(leak_rows), "file": "leakage.csv"},
-        "stats": {"seconds": round(slowest + time.perf_counter() - start, 2),
-                  "images_per_second": round(num_files / max(slowest, 1e-9), 1),
-                  "source_bytes": sum(s.get("source_bytes", 0) for s in stats)},
-        "merged_from": len(parts),
-    }
-    _finish(out, manifest, {"duplicates": dup_rows, "leakage": leak_rows}, rejects)
+    manifest = pack_manifest.assemble(
+        versions={k: first[k] for k in ("format", "catdog_version", "tensorflow_version")},
+        fingerprint=fingerprint, config=first["config"], sources=sources, classes=classes, splits=splits,
+        rejects=rejects, converted=Counter(r["converted_from"] for r in kept if r["converted_from"]),
+        duplicates={"exact": sum(1 for r in dup_rows if r[0] == "exact"), "near": len(report.near),
+                    "label_conflicts": sum(1 for r in dup_rows if r[0] == "label-conflict")},
+        leakage=len(leak_rows),
+        stats={"seconds": round(slowest + time.perf_counter() - start, 2),
+               "images_per_second": round(num_files / max(slowest, 1e-9), 1),
+               "source_bytes": sum(s.get("source_bytes", 0) for s in stats)})
+    manifest["merged_from"] = len(parts)
+    finish(out, manifest, {"duplicates": dup_rows, "leakage": leak_rows}, rejects)
     for path, _ in parts:  # only part folders remain to tidy: their shards now live in `out`
         tf.io.gfile.rmtree(path)
     return manifest

@@ -17,7 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from catdog.data import manifest as manifest_lib
-from catdog.data.header import DEFAULT_MAX_PIXELS, BadImage, read_header
+from catdog.data.imagecheck import BadImage, read_header
+from catdog.imageformats import DEFAULT_MAX_PIXELS
 from catdog.data.decode import RESIZE_MODES, as_size, decode_and_resize
 from catdog.data.records import parse_example
 from catdog.errors import DataError
@@ -122,7 +123,7 @@ PIXEL_LIMIT_MESSAGE = "image header claims more pixels than the limit"
 
 def within_pixel_limit(encoded: tf.Tensor, max_pixels: int) -> tf.Tensor:
     """`encoded` once its header is within `max_pixels`, checked before decoding: JPEG (every record catdog
-    packs) in-graph from its frame header; anything else by catdog.data.header.read_header."""
+    packs) in-graph from its frame header; anything else by catdog.data.imagecheck.read_header."""
 
     def jpeg_ok():
         shape = tf.cast(tf.image.extract_jpeg_shape(encoded), tf.int64)

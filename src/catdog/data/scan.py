@@ -54,10 +54,14 @@ def _hidden(rel: str) -> bool:
     return any(part.startswith(".") or part == "__MACOSX" for part in rel.split("/"))
 
 
-def _list_dir(root: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """(relative posix path, change token) of every non-hidden file, in sorted order, and (path, reason) of
-    the symlinks that lead nowhere (dangling, or a loop): rejects with a reason, never a traceback."""
-    entries, broken = [], []
+def list_folder(root: str, broken: list | None = None) -> list[tuple[str, str]]:
+    """(relative posix path, change token) of every non-hidden file under `root`, in sorted order (pack, predict).
+
+    A symlink that leads nowhere (dangling, or a loop) has no size to list: with `broken` given, it goes
+    there as (path, reason) instead (pack lists it in rejected.csv); otherwise it is listed with the token
+    "broken" (predict then fails to read it and names it). Never a traceback.
+    """
+    entries = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
         rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
@@ -68,14 +72,19 @@ def _list_dir(root: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
             try:
                 st = os.stat(os.path.join(dirpath, name))
             except OSError as e:
-                broken.append((rel, "link-loop" if e.errno == errno.ELOOP else "dangling-link"
-                               if os.path.islink(os.path.join(dirpath, name)) else "unreadable"))
+                reason = "link-loop" if e.errno == errno.ELOOP else "dangling-link" \
+                    if os.path.islink(os.path.join(dirpath, name)) else "unreadable"
+                if broken is None:
+                    entries.append((rel, "broken"))
+                else:
+                    broken.append((rel, reason))
                 continue
             entries.append((rel, f"{st.st_size}:{st.st_mtime_ns}"))
-    return sorted(entries), broken
+    return sorted(entries)
 
 
-def _list_zip(path: str) -> list[tuple[str, str]]:
+def list_zip(path: str) -> list[tuple[str, str]]:
+    """(member name, change token) of every non-hidden file in a zip, sorted; DataError if it is unreadable."""
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
@@ -134,9 +143,9 @@ def scan_source(path: str, index: int = 0) -> tuple[Source, list[Item], list[tup
     path = os.path.abspath(os.path.expanduser(str(path)))
     broken: list[tuple[str, str]] = []
     if os.path.isdir(path):
-        kind, (entries, broken) = "dir", _list_dir(path)
+        kind, entries = "dir", list_folder(path, broken)
     elif os.path.isfile(path) and (zipfile.is_zipfile(path) or path.lower().endswith(".zip")):
-        kind, entries = "zip", _list_zip(path)  # a broken .zip gets _list_zip's "cannot read" error
+        kind, entries = "zip", list_zip(path)  # a broken .zip gets list_zip's "cannot read" error
     elif os.path.exists(path):
         raise DataError(f"{path}: not a folder or a .zip archive")
     else:

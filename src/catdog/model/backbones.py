@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from catdog.model.registry import register_backbone
+from catdog.model.entry import register_backbone
 
 _CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
 

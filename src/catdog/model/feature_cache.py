@@ -17,13 +17,13 @@ import hashlib
 import json
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from catdog import atomic, progress
 from catdog.errors import DataError
 
 CACHE_VERSION = 1
@@ -83,36 +83,30 @@ def extract_to_file(extract, dataset, rows: int, dim: int, path: Path, labels_pa
 
     Rows are written in chunks into a memory-mapped .npy under a temporary name, then renamed.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from catdog.data.pipeline import checked
 
-    tmp = path.with_name(path.name + ".partial.npy")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(rows, dim))
     labels = np.empty((rows,), np.int32)
     pos = 0
     start = time.perf_counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  transient=True, disable=not (show_progress and sys.stderr.isatty())) as progress:
-        task = progress.add_task(description, total=rows)
-        for images, batch_labels in checked(dataset, str(path), description):
-            features = np.asarray(extract(images), np.float32)
-            n = features.shape[0]
-            if pos + n > rows:
-                raise DataError(f"{description}: more records than the manifest's {rows}")
-            out[pos : pos + n] = features
-            labels[pos : pos + n] = np.asarray(batch_labels)
-            pos += n
-            progress.advance(task, n)
-    if pos != rows:
-        raise DataError(f"{description}: read {pos} records, the manifest lists {rows}")
-    out.flush()
-    del out
-    os.replace(tmp, path)
+    with atomic.writing(path) as tmp:  # the temp name keeps the .npy ending that open_memmap expects
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(rows, dim))
+        with progress.bar(rows, description, enabled=show_progress, transient=True) as advance:
+            for images, batch_labels in checked(dataset, str(path), description):
+                features = np.asarray(extract(images), np.float32)
+                n = features.shape[0]
+                if pos + n > rows:
+                    raise DataError(f"{description}: more records than the manifest's {rows}")
+                out[pos : pos + n] = features
+                labels[pos : pos + n] = np.asarray(batch_labels)
+                pos += n
+                advance(n)
+        if pos != rows:
+            raise DataError(f"{description}: read {pos} records, the manifest lists {rows}")
+        out.flush()
+        del out
     if labels_path is not None:
-        tmp_labels = labels_path.with_name(labels_path.name + ".partial.npy")
-        np.save(tmp_labels, labels)
-        os.replace(tmp_labels, labels_path)
+        with atomic.writing(labels_path) as tmp_labels:
+            np.save(tmp_labels, labels)
     seconds = time.perf_counter() - start
     log.info("cached %d %s features in %.1f s (%.0f images/s) -> %s", rows, description, seconds,
              rows / max(seconds, 1e-9), path)
@@ -139,9 +133,7 @@ def ensure_split(folder: Path, key_fields: dict, extractor, directory: str, spli
     folder.mkdir(parents=True, exist_ok=True)
     meta = folder / "meta.json"
     if not meta.is_file():
-        tmp = meta.with_name("meta.json.tmp")
-        tmp.write_text(json.dumps({"version": CACHE_VERSION, **key_fields}, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, meta)
+        atomic.write_json(meta, {"version": CACHE_VERSION, **key_fields}, sort_keys=True)
     rows = num_examples(directory, split)
     dim = int(extractor.output.shape[-1])
     extract = tf.function(lambda x: tf.cast(extractor(x, training=False), tf.float32), reduce_retracing=True)

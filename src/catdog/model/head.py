@@ -6,12 +6,14 @@ reuses the very same layer objects, so what the head learned IS the classifier's
 
 from __future__ import annotations
 
+from catdog.classes import is_binary
+
 
 def head_units(num_classes: int) -> int:
     """Two classes -> one sigmoid unit = P(classes[1]); more -> one softmax unit per class."""
     if num_classes < 2:
         raise ValueError(f"need at least 2 classes, got {num_classes}")
-    return 1 if num_classes == 2 else num_classes
+    return 1 if is_binary(num_classes) else num_classes
 
 
 def build_head(feature_dim: int, num_classes: int, *, dropout: float = 0.2, l2: float = 1e-4,

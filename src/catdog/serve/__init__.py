@@ -15,6 +15,7 @@ import socket
 from pathlib import Path
 
 from catdog.errors import ConfigError
+from catdog.imageformats import DEFAULT_MAX_PIXELS
 from catdog.serve.app import Predictor, create_app
 from catdog.serve.batcher import DynamicBatcher
 from catdog.serve.guard import BODY_TIMEOUT, HEADER_TIMEOUT, MAX_CONNECTIONS, guarded_protocol, rate_limit_logs
@@ -25,11 +26,11 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, max_bytes: int = 10 * 2**20,
-          max_pixels: int | None = None, max_batch: int = 32, batch_wait_ms: float = 5.0,
+          max_pixels: int = DEFAULT_MAX_PIXELS, max_batch: int = 32, batch_wait_ms: float = 5.0,
           header_timeout: float = HEADER_TIMEOUT, body_timeout: float = BODY_TIMEOUT,
           max_connections: int = MAX_CONNECTIONS, log_level: str = "info") -> None:
     """Load MODEL (run folder, SavedModel folder, .tflite or exported .keras) and serve it until interrupted."""
-    from catdog.predict import load_predictor
+    from catdog.predictors import load_predictor
 
     for name, value in (("--header-timeout", header_timeout), ("--body-timeout", body_timeout),
                         ("--max-connections", max_connections)):
@@ -38,8 +39,8 @@ def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, max_b
     sock = bind(host, port)  # before the model loads: a port in use costs a second, not a model load
     try:
         predictor = load_predictor(model)
-        limits = {} if max_pixels is None else {"max_pixels": max_pixels}
-        app = create_app(predictor, max_bytes=max_bytes, max_batch=max_batch, batch_wait_ms=batch_wait_ms, **limits)
+        app = create_app(predictor, max_bytes=max_bytes, max_pixels=max_pixels, max_batch=max_batch,
+                         batch_wait_ms=batch_wait_ms)
         bound = sock.getsockname()[1]
 
         def ready() -> None:

@@ -1,6 +1,6 @@
 """The HTTP API and web page over one predictor: upload limits -> header check -> shared decode ->
 dynamic batching -> JSON. It holds no model and no preprocessing of its own: the predictor
-(`catdog.predict.load_predictor`) owns the model, `catdog.data.decode` owns decoding.
+(`catdog.predictors.load_predictor`) owns the model, `catdog.data.decode` owns decoding.
 
 Routes:
     POST /predict        one image, multipart field `file` or the raw request body
@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -31,7 +31,9 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
+from catdog.imageformats import DEFAULT_MAX_PIXELS
 from catdog.errors import ConfigError, ModelError
+from catdog.predictors import Predictor
 from catdog.serve.batcher import BatcherStopped, DynamicBatcher
 from catdog.serve.images import Decoder, RejectedImage, check_header
 
@@ -43,21 +45,6 @@ _MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the file byte
 # bounds decode memory: a 36 MP PNG takes ~0.5 GB while being decoded and resized.
 LARGE_PIXELS = 4_000_000
 LARGE_QUEUE = 8  # large images waiting per large-decode thread; beyond it 503 (retry later)
-
-
-class Predictor(Protocol):
-    """What the server needs from `catdog.predict.load_predictor(path)`.
-
-    `info` is optional: a dict with any of "backbone", "version", "metrics" (summary.json), "format",
-    "temperature"; `version` and `source` (the path loaded) may also be attributes.
-    """
-
-    classes: list[str]
-    image_size: tuple[int, int]
-    resize: str
-    name: str
-
-    def predict_images(self, images: np.ndarray) -> np.ndarray: ...
 
 
 class ModelFailed(ModelError):
@@ -72,7 +59,7 @@ def create_app(
     predictor: Predictor,
     *,
     max_bytes: int = 10 * 2**20,
-    max_pixels: int = 50_000_000,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
     max_batch: int = 32,
     batch_wait_ms: float = 5.0,
     max_files: int = 32,

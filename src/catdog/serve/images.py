@@ -11,15 +11,14 @@ import re
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from catdog.data.decode import as_size, decode_and_resize
-from catdog.data.header import BadImage, read_header
+from catdog.data.imagecheck import BadImage, read_header
 from catdog.errors import DataError
+from catdog.imageformats import DEFAULT_MAX_PIXELS, IMAGE_FORMATS
 
-# Pillow's name -> what the shared decoder reads it as (MPO = the multi-picture JPEGs many cameras write).
-ALLOWED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "GIF": "GIF", "BMP": "BMP", "WEBP": "WebP"}
-_ALLOWED_TEXT = "JPEG, PNG, GIF, BMP, WebP"
+ALLOWED_FORMATS = IMAGE_FORMATS  # one list of formats for pack, predict and serve
 
 
 class RejectedImage(DataError):
@@ -34,10 +33,9 @@ _STATUS = {"empty-file": 400, "not-an-image": 415, "unsupported-format": 415, "t
 
 
 def check_header(data: bytes, max_pixels: int, *, structure: bool = True) -> tuple[str, int, int]:
-    """Encoded bytes -> (format, width, height) from the header alone; raise RejectedImage when unusable.
-
-    The same check as pack and predict (catdog.data.header.read_header); only the HTTP status is added.
-    """
+    """Encoded bytes -> (format, width, height) without decoding (catdog.data.imagecheck.read_header, the same
+    check pack and predict use); raise RejectedImage with the HTTP status for each problem when unusable.
+    `structure=False`: header fields only (to choose a decode queue); the decoder runs the full check."""
     try:
         return read_header(data, max_pixels, structure=structure)
     except BadImage as e:
@@ -55,7 +53,7 @@ def _traced_decoder(image_size: tuple[int, int], mode: str):
 class Decoder:
     """Encoded bytes -> float32 (H, W, 3) in 0..255 through the shared decode function, traced once."""
 
-    def __init__(self, image_size, resize: str = "squash", max_pixels: int = 50_000_000):
+    def __init__(self, image_size, resize: str = "squash", max_pixels: int = DEFAULT_MAX_PIXELS):
         self.image_size = as_size(image_size)
         self.resize = resize
         self.max_pixels = int(max_pixels)

@@ -17,18 +17,18 @@ import base64
 import heapq
 import html
 import io
-import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from catdog import atomic, progress as progress_lib
+from catdog.classes import is_binary
+from catdog.data.manifest import SPLITS
 from catdog.errors import ConfigError, DataError
 from catdog.outputs import check_report_folder
 
-SPLITS = ("train", "val", "test")
 MISTAKES = 24  # thumbnails on the mistakes page
 
 
@@ -51,7 +51,7 @@ def evaluate(run_dir, data, split: str = "val", *, tta: str = "none", batch_size
     from catdog.data import load
     from catdog.data import manifest as manifest_lib
     from catdog.data.pipeline import checked
-    from catdog.predict import TTA_MODES, KerasPredictor, predict_batch, progress_bar
+    from catdog.predictors import TTA_MODES, KerasPredictor, predict_batch
     from catdog.run import load_run
 
     if split not in SPLITS:
@@ -78,7 +78,7 @@ def evaluate(run_dir, data, split: str = "val", *, tta: str = "none", batch_size
     ids, labels, probs = [], [], []
     worst: list = []  # min-heap of the `mistakes` most confident mistakes: (confidence, id, label, pred, uint8)
     start = time.perf_counter()
-    with progress_bar(expected, f"evaluate {split}", enabled=progress) as advance:
+    with progress_lib.bar(expected, f"evaluate {split}", enabled=progress) as advance:
         for batch in checked(dataset, data, split):
             batch_probs = predict_batch(predictor, batch["image"], tta)
             batch_labels = batch["label"].numpy()
@@ -103,10 +103,10 @@ def evaluate(run_dir, data, split: str = "val", *, tta: str = "none", batch_size
                     "images_per_second": len(ids) / seconds if seconds > 0 else None})
     out = eval_dir(run.run_dir, split, tta)
     out.mkdir(parents=True, exist_ok=True)
-    _write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    atomic.write_json(out / "metrics.json", metrics)
     _write_predictions(out / "predictions.csv", ids, labels, probs, run.classes)
-    _write_bytes(out / "confusion_matrix.png", confusion_png(np.array(metrics["confusion_matrix"]), run.classes))
-    _write_text(out / "mistakes.html", mistakes_html(sorted(worst, reverse=True), run.classes, run.run_dir, split))
+    atomic.write_bytes(out / "confusion_matrix.png", confusion_png(np.array(metrics["confusion_matrix"]), run.classes))
+    atomic.write_text(out / "mistakes.html", mistakes_html(sorted(worst, reverse=True), run.classes, run.run_dir, split))
     return EvalResult(out, metrics)
 
 
@@ -124,7 +124,7 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray, classes) -> dict:
         "accuracy": float(skm.accuracy_score(labels, predicted)),
         "log_loss": float(skm.log_loss(labels, probs / probs.sum(axis=1, keepdims=True), labels=index)),
         "roc_auc": None,
-        "roc_auc_kind": "binary (positive class: %s)" % classes[1] if num == 2 else "macro one-vs-rest",
+        "roc_auc_kind": "binary (positive class: %s)" % classes[1] if is_binary(num) else "macro one-vs-rest",
         "per_class": {c: {"precision": float(precision[k]), "recall": float(recall[k]), "f1": float(f1[k]),
                           "support": int(support[k])} for k, c in enumerate(classes)},
         "confusion_matrix": skm.confusion_matrix(labels, predicted, labels=index).tolist(),  # rows: true
@@ -132,7 +132,7 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray, classes) -> dict:
     present = np.unique(labels)
     if len(present) < num:
         result["roc_auc_note"] = f"undefined: only {len(present)} of {num} classes occur in this split"
-    elif num == 2:
+    elif is_binary(num):
         result["roc_auc"] = float(skm.roc_auc_score(labels, probs[:, 1]))
     else:
         result["roc_auc"] = float(skm.roc_auc_score(labels, probs, multi_class="ovr", average="macro", labels=index))
@@ -202,19 +202,10 @@ def confusion_png(matrix: np.ndarray, classes) -> bytes:
 
 
 def _write_predictions(path: Path, ids, labels, probs, classes) -> None:
-    from catdog.predict import natural_key, write_csv
+    from catdog.csvfile import write_csv
+    from catdog.inputs import natural_key
 
     order = sorted(range(len(ids)), key=lambda k: natural_key(ids[k]))
     rows = [[ids[k], classes[labels[k]], classes[int(probs[k].argmax())], *(f"{p:.8g}" for p in probs[k])]
             for k in order]
     write_csv(path, ["id", "label", "predicted", *classes], rows)
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _write_text(path: Path, text: str) -> None:
-    _write_bytes(path, text.encode())

@@ -29,14 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
-from catdog import lock
+from catdog import atomic, lock
 from catdog.errors import ConfigError, ModelError
 from catdog.outputs import check_output_file, check_output_folder, disk_full
+# metadata helpers live apart so that predictors can read exports without importing the exporter
+from catdog.export_metadata import (METADATA_FORMAT, SAVED_MODEL_METADATA, find_saved_model,  # noqa: F401
+                                    metadata_path, read_metadata)
 
 FORMATS = ("savedmodel", "tflite", "keras")
 QUANTIZE = ("none", "dynamic")  # dynamic: int8 weights, float activations (TFLite only)
-METADATA_FORMAT = "catdog-export/1"
-SAVED_MODEL_METADATA = "catdog.json"
 FLOAT_TOLERANCE = 1e-5
 PARITY_SAMPLES = 16
 
@@ -57,43 +58,6 @@ class ExportResult:
 
 
 # ----------------------------------------------------------------------------------------------- metadata
-
-
-def metadata_path(model_path) -> Path:
-    """SavedModel folder -> folder/catdog.json; model.tflite -> model.tflite.json; model.keras -> model.keras.json."""
-    model_path = Path(model_path)
-    if model_path.is_dir() or model_path.suffix == "":
-        return model_path / SAVED_MODEL_METADATA
-    return model_path.with_name(model_path.name + ".json")
-
-
-def read_metadata(model_path) -> dict:
-    path = metadata_path(model_path)
-    if not path.is_file():
-        raise ModelError(f"{model_path}: no export metadata ({path} missing); pass the run folder itself, "
-                         "or a model written by `catdog export`")
-    try:
-        metadata = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ModelError(f"{path}: cannot read export metadata ({e})") from e
-    if metadata.get("format") != METADATA_FORMAT or not {"classes", "image_size", "resize"} <= metadata.keys():
-        raise ModelError(f"{path}: not catdog export metadata (expected format {METADATA_FORMAT!r})")
-    return metadata
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def find_saved_model(path) -> Path | None:
-    """A SavedModel folder, or the newest numeric version inside a TF Serving base folder; None if neither."""
-    path = Path(path)
-    if (path / "saved_model.pb").is_file():
-        return path
-    versions = [d for d in path.iterdir() if d.is_dir() and d.name.isdigit() and (d / "saved_model.pb").is_file()]
-    return max(versions, key=lambda d: int(d.name)) if versions else None
 
 
 def _metadata(run, fmt: str, quantize: str) -> dict:
@@ -176,8 +140,7 @@ def _export_saved_model(run, out_dir: Path, encoded, source, *, quantize, versio
     final = out_dir / str(version)
     if final.exists():
         raise ConfigError(f"{final}: version folder already exists; choose another --version or --out")
-    tmp = out_dir / f".tmp-{version}-{os.getpid()}"  # TF Serving only loads all-digit folder names
-    try:
+    with atomic.writing(final) as tmp:  # a hidden, non-numeric temp name: TF Serving only loads all-digit folders
         build_serving_archive(run).write_out(str(tmp), verbose=False)
         metadata = _metadata(run, "savedmodel", quantize)
         images, expected = _reference(run, encoded)
@@ -194,10 +157,7 @@ def _export_saved_model(run, out_dir: Path, encoded, source, *, quantize, versio
         diff = max(diff, float(np.max(np.abs(got_u8 - expected_u8))))
         _check_parity(diff, quantize, final)
         metadata["parity"] = {"max_abs_diff": diff, "images": len(encoded), "source": source}
-        _write_json(tmp / SAVED_MODEL_METADATA, metadata)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        atomic.write_json(Path(tmp) / SAVED_MODEL_METADATA, metadata)
     return ExportResult(final, final / SAVED_MODEL_METADATA, "savedmodel", quantize, diff, len(encoded), source)
 
 
@@ -242,11 +202,11 @@ def _export_tflite(run, out_dir: Path, encoded, source, *, quantize, version) ->
     import keras
     import tensorflow as tf
 
-    from catdog.predict import TFLitePredictor
+    from catdog.predictors import TFLitePredictor
 
     stem = "model" if quantize == "none" else "model-int8"
     final = out_dir / f"{stem}.tflite"
-    tmp_dir = out_dir / f".tmp-tflite-{os.getpid()}"
+    tmp_dir = Path(atomic.temp_path(out_dir / "tflite"))  # scratch: SavedModel + converted file
     try:
         h, w = run.image_size
         model = run.inference_model()
@@ -262,25 +222,25 @@ def _export_tflite(run, out_dir: Path, encoded, source, *, quantize, version) ->
         tmp_model = tmp_dir / final.name
         tmp_model.write_bytes(converter.convert())
         metadata = _metadata(run, "tflite", quantize)
-        _write_json(metadata_path(tmp_model), metadata)
+        atomic.write_json(metadata_path(tmp_model), metadata)
         images, expected = _reference(run, encoded)
         got = TFLitePredictor(tmp_model, metadata).predict_images(images)
         diff = float(np.max(np.abs(got - expected)))
         _check_parity(diff, quantize, final)
         metadata["parity"] = {"max_abs_diff": diff, "images": len(encoded), "source": source}
-        _write_json(metadata_path(final), metadata)
-        os.replace(tmp_model, final)
+        atomic.write_json(metadata_path(final), metadata)
+        with atomic.writing(final) as tmp:
+            os.replace(tmp_model, tmp)  # same folder as final: the checked file moves into place unchanged
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return ExportResult(final, metadata_path(final), "tflite", quantize, diff, len(encoded), source)
 
 
 def _export_keras(run, out_dir: Path, encoded, source, *, quantize, version) -> ExportResult:
-    from catdog.run import load_keras_model
+    from catdog.model.loading import load_keras_model
 
     final = out_dir / "model.keras"
-    tmp = out_dir / f".tmp-{os.getpid()}.keras"
-    try:
+    with atomic.writing(final) as tmp:  # the temp name ends in .keras, as model.save requires
         run.inference_model().save(tmp)
         images, expected = _reference(run, encoded)
         got = load_keras_model(tmp)(images, training=False).numpy()
@@ -288,10 +248,7 @@ def _export_keras(run, out_dir: Path, encoded, source, *, quantize, version) -> 
         _check_parity(diff, quantize, final)
         metadata = _metadata(run, "keras", quantize)
         metadata["parity"] = {"max_abs_diff": diff, "images": len(encoded), "source": source}
-        _write_json(metadata_path(final), metadata)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+        atomic.write_json(metadata_path(final), metadata)
     return ExportResult(final, metadata_path(final), "keras", quantize, diff, len(encoded), source)
 
 

@@ -1,0 +1,190 @@
+"""Predict calibrated class probabilities for any number of images and write a Kaggle submission.
+
+    $ catdog predict runs/lite0-20250101-120000 ../shared/data/dogs-vs-cats/test1 -o submission.csv
+
+The model is any `catdog.predictors.Predictor`; the inputs come from `catdog.inputs.collect_inputs`.
+Images stream through tf.data (read -> decode_and_resize -> batch -> prefetch), so memory stays bounded;
+an image that does not decode is dropped from the stream, found again by its missing id, and reported
+by name with the reason.
+"""
+
+from __future__ import annotations
+
+import time
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from catdog import csvfile, progress as progress_lib
+from catdog.classes import is_binary
+from catdog.data.imagecheck import BadImage, read_header
+from catdog.errors import ConfigError, DataError
+from catdog.inputs import Inputs, collect_inputs, natural_key
+from catdog.outputs import check_output_file, disk_full
+from catdog.predictors import TTA_MODES, Predictor, load_predictor, predict_batch
+
+MAX_LISTED = 10  # bad images named in a one-line error; the rest are counted
+
+
+@dataclass
+class Predictions:
+    ids: list[str]  # in stream order
+    probs: np.ndarray  # (N, C) calibrated probabilities
+    bad: list[tuple[str, str, str]]  # (id, name, reason) of images that could not be decoded
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return len(self.ids) / self.seconds if self.seconds > 0 else float("nan")
+
+
+def run_predictions(predictor: Predictor, inputs: Inputs, *, batch_size: int = 32, tta: str = "none",
+                    progress: bool = True) -> Predictions:
+    """Stream every input through the predictor; undecodable images are collected, not fatal."""
+    import tensorflow as tf
+
+    from catdog.data.decode import decode_and_resize
+
+    size, mode = predictor.image_size, predictor.resize
+    decoded = inputs.dataset().map(lambda i, data: (i, decode_and_resize(header_checked(data), size, mode)),
+                                   num_parallel_calls=tf.data.AUTOTUNE)
+    # A bad image raises inside the parallel map; ignore_errors drops exactly that element and the id
+    # that never comes out is what we report (with the reason found by decoding it again below).
+    batches = decoded.ignore_errors().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    # Trace/allocate the model once before the clock starts, so images/s is the streaming rate.
+    predictor.predict_images(np.zeros((1, *size, 3), np.float32))
+    ids, probs = [], []
+    start = time.perf_counter()
+    with progress_lib.bar(len(inputs), "predict", enabled=progress) as advance:
+        for batch_ids, images in batches:
+            probs.append(predict_batch(predictor, images, tta))
+            ids.extend(i.decode() for i in batch_ids.numpy())
+            advance(len(batch_ids))
+    seconds = time.perf_counter() - start
+    probs = np.concatenate(probs) if probs else np.zeros((0, len(predictor.classes)), np.float32)
+    missing = set(inputs.ids) - set(ids)
+    if len(ids) != len(set(ids)) or len(ids) + len(missing) != len(inputs):
+        raise DataError(f"input stream yielded {len(ids)} predictions for {len(inputs)} inputs "
+                        f"({len(ids) - len(set(ids))} repeated); this is a bug, please report it")
+    names = inputs.names()
+    bad = [(i, names[i], diagnose(inputs, i, size, mode)) for i in sorted(missing, key=natural_key)]
+    return Predictions(ids, probs, bad, seconds)
+
+
+def diagnose(inputs: Inputs, image_id: str, image_size, mode: str) -> str:
+    """Why one image failed: read and decode it again on its own, and describe the error in a few words."""
+    import tensorflow as tf
+
+    from catdog.data.decode import decode_and_resize
+
+    try:
+        data = inputs.read(image_id)
+    except (OSError, zipfile.BadZipFile, RuntimeError, zlib.error) as e:
+        return f"cannot read: {e}"
+    try:
+        read_header(data)  # the pre-decode check the stream applied (pixel limit, truncation, CRCs)
+    except BadImage as e:
+        return str(e)
+    try:
+        decode_and_resize(tf.constant(data), image_size, mode)
+    except tf.errors.InvalidArgumentError as e:
+        message = e.message.split("[Op:")[0].split("}}")[-1].strip()
+        if "Unknown image file format" in message:
+            return "not an image (unknown format)"
+        if "jpeg" in message.lower():
+            return f"corrupt or truncated JPEG: {message}"
+        return message.splitlines()[0][:200]
+    return "failed in the input pipeline, but decodes on its own"
+
+
+def header_checked(data):
+    """`data` (a scalar tf.string) once catdog.data.imagecheck.read_header accepts it: the same pixel limit and
+    checks as pack and serve, BEFORE any decode (a 20000x20000 PNG is refused without allocating 1.2 GB)."""
+    import tensorflow as tf
+
+    def check(encoded) -> np.bool_:
+        read_header(bytes(encoded))  # BadImage fails this element; `diagnose` reports the reason
+        return np.bool_(True)
+
+    ok = tf.numpy_function(check, [data], tf.bool, stateful=True)  # stateless would be pruned: unused output
+    with tf.control_dependencies([ok]):
+        return tf.identity(data)
+
+
+
+@dataclass
+class PredictSummary:
+    output: Path
+    rows: int
+    skipped: list[tuple[str, str, str]]  # (id, name, reason)
+    skipped_file: Path | None
+    seconds: float
+    images_per_second: float
+    model: str
+    classes: list[str]
+    replaced: bool = False  # an existing CSV at `output` was replaced
+
+
+def check_output_path(output) -> Path:
+    """The output's folder must exist before any work is done (a typo must not cost a full run)."""
+    output = Path(output)
+    if output.is_dir():
+        raise ConfigError(f"{output}: output path is a folder; give a file name such as {output / 'submission.csv'}")
+    if not output.parent.is_dir():
+        raise ConfigError(f"{output}: output folder {output.parent} does not exist")
+    return output
+
+
+def skipped_path(output: Path) -> Path:
+    """submission.csv -> submission.skipped.csv: the images left out by --skip-bad, with reasons."""
+    return output.with_name(f"{output.stem}.skipped.csv")
+
+
+def format_rows(ids, probs: np.ndarray, classes) -> tuple[list[str], list[list[str]]]:
+    """Kaggle's `id,label` (label = P(classes[1])) for 2 classes, else `id,<class>...`; rows in natural id order."""
+    order = sorted(range(len(ids)), key=lambda k: natural_key(ids[k]))
+    if is_binary(len(classes)):
+        return ["id", "label"], [[ids[k], f"{probs[k, 1]:.8g}"] for k in order]
+    return ["id", *classes], [[ids[k], *(f"{p:.8g}" for p in probs[k])] for k in order]
+
+
+
+def predict(model, inputs, output, *, split: str = "test", skip_bad: bool = False, clip: float | None = None,
+            batch_size: int = 32, tta: str = "none", progress: bool = True) -> PredictSummary:
+    """MODEL + INPUT... -> submission CSV at `output` (see the module docstring)."""
+    output = check_output_path(output)
+    protected = [str(model), *(str(i) for i in inputs)]  # never written over (issue 13)
+    replaced = check_output_file(output, protected=protected, what="-o")
+    check_output_file(skipped_path(output), protected=protected, what="-o's .skipped.csv")
+    if clip is not None and not 0.0 <= clip < 0.5:
+        raise ConfigError(f"--clip must be in [0, 0.5); got {clip}")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1; got {batch_size}")
+    if tta not in TTA_MODES:
+        raise ConfigError(f"--tta must be one of {', '.join(TTA_MODES)}; got {tta!r}")
+    predictor = load_predictor(model)
+    sources = collect_inputs([str(i) for i in inputs], split=split)
+    result = run_predictions(predictor, sources, batch_size=batch_size, tta=tta, progress=progress)
+    side = skipped_path(output)
+    if result.bad and not skip_bad:
+        listed = "; ".join(f"{name} ({reason})" for _, name, reason in result.bad[:MAX_LISTED])
+        more = f"; and {len(result.bad) - MAX_LISTED} more" if len(result.bad) > MAX_LISTED else ""
+        raise DataError(f"{len(result.bad)} of {len(sources)} images could not be read: {listed}{more}; "
+                        f"nothing written to {output} (rerun with --skip-bad to write the rest and list these in {side})")
+    if not result.ids:
+        raise DataError(f"none of the {len(sources)} images could be read; nothing written to {output}")
+    probs = result.probs.astype(np.float64)
+    if clip:
+        probs = np.clip(probs, clip, 1.0 - clip)
+    header, rows = format_rows(result.ids, probs, predictor.classes)
+    with disk_full(output, "writing predictions"):
+        if result.bad:
+            csvfile.write_csv(side, ["id", "name", "reason"], [list(b) for b in result.bad])
+        csvfile.write_csv(output, header, rows)
+    return PredictSummary(output=output, rows=len(rows), skipped=result.bad, skipped_file=side if result.bad else None,
+                          seconds=result.seconds, images_per_second=result.images_per_second,
+                          model=predictor.source, classes=list(predictor.classes), replaced=replaced)
+

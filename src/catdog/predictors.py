@@ -1,0 +1,166 @@
+"""The models predict, evaluate, export and serve run: one `Predictor` interface, one backend per model format.
+
+MODEL is a run folder, an exported SavedModel folder, a `.tflite` or an exported `.keras` file; each
+sits behind the same small interface (classes, image_size, resize, predict_images), so every caller
+(the submission CSV, evaluate, export's parity check, the HTTP server) treats all formats alike.
+`load_predictor(path)` picks the backend from what the path holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from catdog.errors import ModelError
+
+TTA_MODES = ("none", "flip")  # flip: average the plain and the left-right mirrored view
+
+
+class Predictor(Protocol):
+    """What predict, evaluate and serve need from a model, whatever its format.
+
+    serve also accepts stand-ins without `source` and `info` (test fakes); it reads them with getattr.
+    """
+
+    classes: list[str]
+    image_size: tuple[int, int]  # (height, width)
+    resize: str  # "squash" | "crop" | "pad", as in training
+    source: str  # the path that was loaded, for messages
+    name: str  # short display name (run folder or file name)
+    info: dict  # "format", "backbone", "temperature", "metrics" (a run's summary.json) where known
+
+    def predict_images(self, images) -> np.ndarray:
+        """float32 (N, H, W, 3) RGB 0..255 -> calibrated probabilities (N, C)."""
+
+
+class KerasPredictor:
+    """A Keras model that already outputs calibrated (N, C) probabilities (Run.inference_model())."""
+
+    def __init__(self, model, classes, image_size, resize: str, source: str = "", info: dict | None = None):
+        import tensorflow as tf
+
+        self.model, self.classes, self.resize, self.source = model, list(classes), resize, source
+        self.image_size = tuple(int(v) for v in image_size)
+        self.name = Path(source).name if source else model.name
+        self.info = dict(info or {"format": "keras"})
+        h, w = self.image_size
+        # One traced graph for every batch size (the last batch is usually smaller).
+        self._forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True,
+                                    input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32)])
+
+    @classmethod
+    def from_run(cls, run) -> KerasPredictor:
+        info = {"format": "run", "backbone": run.config.get("backbone"), "temperature": run.temperature}
+        summary = run.run_dir / "summary.json"
+        if summary.is_file():
+            info["metrics"] = json.loads(summary.read_text())
+        return cls(run.inference_model(), run.classes, run.image_size, run.resize, source=str(run.run_dir), info=info)
+
+    def predict_images(self, images) -> np.ndarray:
+        if isinstance(images, np.ndarray):
+            images = images.astype(np.float32, copy=False)
+        return self._forward(images).numpy()
+
+
+class SavedModelPredictor:
+    """An exported SavedModel (catdog export --format savedmodel), through its float32 image signature."""
+
+    def __init__(self, path: Path, metadata: dict):
+        import tensorflow as tf
+
+        self.source, self.name, self.info = str(path), _display_name(path), _info(metadata)
+        self.classes, self.image_size, self.resize = _from_metadata(metadata)
+        try:
+            self._loaded = tf.saved_model.load(str(path))
+            self._fn = self._loaded.signatures["images_float32"]
+        except (OSError, ValueError, KeyError) as e:
+            raise ModelError(f"{path}: cannot load the SavedModel's 'images_float32' signature ({e})") from e
+
+    def predict_images(self, images) -> np.ndarray:
+        import tensorflow as tf
+
+        return self._fn(images=tf.cast(images, tf.float32))["probabilities"].numpy()
+
+
+class TFLitePredictor:
+    """A .tflite model run with the LiteRT interpreter; input float32 (N, H, W, 3) 0..255."""
+
+    def __init__(self, path: Path, metadata: dict, num_threads: int | None = None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.source, self.name, self.info = str(path), path.name, _info(metadata)
+        self.classes, self.image_size, self.resize = _from_metadata(metadata)
+        try:
+            self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads or os.cpu_count() or 1)
+        except (ValueError, RuntimeError) as e:
+            raise ModelError(f"{path}: cannot load the TFLite model ({e})") from e
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        self._output = self._interpreter.get_output_details()[0]["index"]
+        self._batch = None
+
+    def predict_images(self, images) -> np.ndarray:
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        if images.shape[0] != self._batch:  # the interpreter has static shapes: resize per batch size
+            self._interpreter.resize_tensor_input(self._input, list(images.shape), strict=False)
+            self._interpreter.allocate_tensors()
+            self._batch = images.shape[0]
+        self._interpreter.set_tensor(self._input, images)
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._output).copy()
+
+
+def _display_name(path: Path) -> str:
+    """exported/catdog/3 -> "catdog/3" (TF Serving layout: the version alone says little)."""
+    return f"{path.parent.name}/{path.name}" if path.name.isdigit() else path.name
+
+
+def _info(metadata: dict) -> dict:
+    info = {k: metadata.get(k) for k in ("backbone", "temperature", "quantize")}
+    info["format"] = metadata.get("model_format")
+    return info
+
+
+def _from_metadata(metadata: dict):
+    return [str(c) for c in metadata["classes"]], tuple(int(v) for v in metadata["image_size"]), metadata["resize"]
+
+
+def load_predictor(path) -> Predictor:
+    """A run folder, SavedModel folder (or its TF Serving base folder), .tflite or exported .keras -> Predictor."""
+    from catdog import export_metadata as export
+
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"{path}: model does not exist")
+    if path.is_dir() and (path / "config.json").is_file():
+        from catdog.run import load_run
+
+        return KerasPredictor.from_run(load_run(path))
+    if path.is_dir():
+        saved = export.find_saved_model(path)
+        if saved is None:
+            raise ModelError(f"{path}: not a run folder (no config.json) and no SavedModel (no saved_model.pb) inside")
+        return SavedModelPredictor(saved, export.read_metadata(saved))
+    if path.suffix == ".tflite":
+        return TFLitePredictor(path, export.read_metadata(path))
+    if path.suffix == ".keras":
+        from catdog.model.loading import load_keras_model
+
+        metadata = export.read_metadata(path)
+        classes, image_size, resize = _from_metadata(metadata)
+        return KerasPredictor(load_keras_model(path), classes, image_size, resize, source=str(path), info=_info(metadata))
+    raise ModelError(f"{path}: unknown model; pass a run folder, a SavedModel folder, a .tflite or a .keras file")
+
+
+def predict_batch(predictor: Predictor, images, tta: str = "none") -> np.ndarray:
+    """Probabilities of one batch, averaged with the mirrored view when tta == "flip"."""
+    probs = predictor.predict_images(images)
+    if tta == "flip":
+        import tensorflow as tf
+
+        probs = (probs + predictor.predict_images(tf.image.flip_left_right(images))) / 2.0
+    return probs
+

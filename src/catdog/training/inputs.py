@@ -1,0 +1,146 @@
+"""What the model is fed: class weights, the image pipeline, batches of cached features, the global batch.
+
+Labels are shaped here once for both paths: binary models output (N, 1) sigmoid probabilities and take
+float labels (N, 1); multi-class models take int labels.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from catdog.classes import is_binary
+from catdog.training.config import TrainConfig
+
+IMBALANCE_RATIO = 1.5  # "auto" class weights switch on above this max/min class-count ratio
+
+
+def _labels_for(num_classes: int):
+    """Binary models output (N, 1) sigmoid -> labels as float (N, 1); softmax models take int labels."""
+    import tensorflow as tf
+
+    def binary(y):
+        return tf.reshape(tf.cast(y, tf.float32), (-1, 1))
+
+    def sparse(y):
+        return y
+
+    return binary if is_binary(num_classes) else sparse
+
+
+def _np_labels(y: np.ndarray, num_classes: int) -> np.ndarray:
+    return y.astype(np.float32).reshape(-1, 1) if is_binary(num_classes) else y.astype(np.int32)
+
+
+def class_weights(cfg: TrainConfig, manifest: dict) -> dict[int, float] | None:
+    """Balanced weights n / (C * n_c) when asked, or (auto) when the largest class is 1.5x the smallest."""
+    counts = manifest["splits"]["train"].get("class_counts") or {}
+    counts = [int(counts.get(name, 0)) for name in manifest["classes"]]
+    if cfg.class_weights == "none" or min(counts) == 0:
+        return None
+    if cfg.class_weights == "auto" and max(counts) / min(counts) <= IMBALANCE_RATIO:
+        return None
+    total = sum(counts)
+    return {i: total / (len(counts) * c) for i, c in enumerate(counts)}
+
+
+def global_batch_size(cfg: TrainConfig) -> int:
+    """--batch-size is per replica; a step of the current tf.distribute strategy consumes this many images."""
+    import tensorflow as tf
+
+    return cfg.batch_size * tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def image_dataset(cfg: TrainConfig, split: str, num_classes: int, *, training: bool, weights=None,
+                  order_seed: int | None = None):
+    """The real tf.data pipeline: (images 0..255, labels[, sample weights]); augmented when training.
+
+    Batches hold the GLOBAL batch (per-replica batch x replicas); under several workers the training
+    data is sharded by file (catdog.distribute.shard_options), so each worker reads only its shards.
+    """
+    import tensorflow as tf
+
+    from catdog.data import load
+    from catdog.data.augment import build_augment
+    from catdog.data.manifest import read_manifest, shard_paths
+    from catdog.distribute import is_multiworker, shard_options
+
+    augment = build_augment(cfg.augment_config()) if training else None
+    # training repeats forever and fit counts steps_per_epoch: epochs stay aligned to the data without Keras
+    # running out of a finite dataset of unknown length
+    ds = load(cfg.data, split, cfg.image_size, batch_size=global_batch_size(cfg), training=training,
+              resize=cfg.resize, augment=augment, seed=order_seed if order_seed is not None else cfg.seed,
+              repeat=training)
+    strategy = tf.distribute.get_strategy()
+    if is_multiworker(strategy):
+        num_files = len(shard_paths(cfg.data, read_manifest(cfg.data), split))
+        ds = ds.with_options(shard_options(num_files, strategy, training=training))
+    to_labels = _labels_for(num_classes)
+    table = tf.constant([weights[i] for i in range(num_classes)] if weights else [1.0] * num_classes, tf.float32)
+
+    def weighted(x, y):
+        return x, to_labels(y), tf.gather(table, y)
+
+    def unweighted(x, y):
+        return x, to_labels(y)
+
+    return ds.map(weighted if weights else unweighted)
+
+
+def cached_dataset(split_cache, batch_size: int, num_classes: int, *, shuffle: bool, seed: int, weights=None,
+                   epoch: int = 0, views: int | None = None):
+    """Batches of cached features read from the memory-mapped .npy files (a keras PyDataset)."""
+    import keras
+
+    class CachedFeatures(keras.utils.PyDataset):
+        """Each epoch: a seeded permutation, and for every image one of its cached views at random."""
+
+        def __init__(self):
+            super().__init__()
+            self.views = split_cache.features if views is None else split_cache.features[:views]
+            self.labels = np.asarray(split_cache.labels)
+            self.epoch = epoch
+            self._plan()
+
+        def _plan(self):
+            rng = np.random.default_rng([seed, self.epoch])
+            n = len(self.labels)
+            self.order = rng.permutation(n) if shuffle else np.arange(n)
+            self.view_of = rng.integers(0, len(self.views), n) if len(self.views) > 1 else np.zeros(n, int)
+
+        def __len__(self):
+            return math.ceil(len(self.labels) / batch_size)
+
+        def __getitem__(self, index):
+            idx = np.sort(self.order[index * batch_size : (index + 1) * batch_size])
+            x = np.empty((len(idx), self.views[0].shape[1]), np.float32)
+            which = self.view_of[idx]
+            for view in np.unique(which):
+                rows = which == view
+                x[rows] = self.views[view][idx[rows]]
+            y = self.labels[idx]
+            if weights:
+                return x, _np_labels(y, num_classes), np.array([weights[int(c)] for c in y], np.float32)
+            return x, _np_labels(y, num_classes)
+
+        def on_epoch_end(self):
+            self.epoch += 1
+            self._plan()
+
+    return CachedFeatures()
+
+
+def cache_key(cfg: TrainConfig, manifest: dict, precision: str) -> dict:
+    from catdog.data.manifest import file_sha256
+    from catdog.model.feature_cache import pack_identity
+
+    backbone_id = file_sha256(cfg.backbone) if Path(cfg.backbone).is_file() else cfg.backbone
+    weights_id = file_sha256(cfg.weights) if Path(cfg.weights).is_file() else cfg.weights
+    key = {"backbone": backbone_id, "weights": weights_id, "image_size": list(cfg.image_size),
+           "resize": cfg.resize, "precision": precision, "pack": pack_identity(manifest)}
+    if cfg.weights == "none":  # random init: the features depend on the seed
+        key["init_seed"] = cfg.seed
+    return key
+
