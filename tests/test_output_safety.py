@@ -6,6 +6,7 @@ a device node must still be a device; the command must end with one `error:` lin
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -19,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 import catdog.cli
-from catdog import lock
+from catdog import csvfile, lock
 from catdog.data.pack import inspect, pack
 from catdog.errors import DataError
 from fixtures.images import make_image
@@ -249,3 +250,22 @@ def test_two_concurrent_packs_into_one_folder_give_one_verified_pack_and_one_err
     assert "another catdog pack is writing" in lines[0] or "holds a different pack" in lines[0]
     manifest, problems = inspect(out)
     assert problems == [] and manifest["splits"]["train"]["num_examples"] + manifest["splits"]["val"]["num_examples"] == 40
+
+
+# ------------------------------------------------------------------------------------------------ CSV injection
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_escaped(env, tmp_path):
+    _, run, _ = env
+    images = tmp_path / "images"
+    for n, stem in enumerate(("=1+2", "@SUM(A1)", "+cmd", "-x", "-2", "7")):
+        make_image(images / f"{stem}.jpg", (40 + 30 * n, 120, 200), seed=n)
+    out = tmp_path / "submission.csv"
+    result = invoke("predict", run, images, "-o", out)
+    assert result.exit_code == 0, result.output
+    with open(out, newline="") as f:
+        ids = [row[0] for row in csv.reader(f)][1:]
+    # formulas become text (leading '); numbers stay numbers, so Kaggle ids are unchanged
+    assert sorted(ids) == sorted(["'=1+2", "'@SUM(A1)", "'+cmd", "'-x", "-2", "7"])
+    assert [csvfile.escape_cell(v) for v in ("\tx", "\rz", -1.5, "-1.5", "+3e2", "a=b", "")] == \
+        ["'\tx", "'\rz", -1.5, "-1.5", "+3e2", "a=b", ""]
