@@ -95,9 +95,9 @@ def test_predict_refuses_to_write_over_an_input_a_model_a_symlink_or_a_device(en
     root, run, images = env
     photo = images / "1.jpg"
     before = snapshot(root)
-    one_line_error(invoke("predict", run, images, "-o", photo), "input or model file")
-    one_line_error(invoke("predict", run, photo, "-o", photo), "input or model file")
-    one_line_error(invoke("predict", run, images, "-o", run / "best.keras"), "input or model file")
+    one_line_error(invoke("predict", run, images, "-o", photo), "an input or model")
+    one_line_error(invoke("predict", run, photo, "-o", photo), "an input or model")
+    one_line_error(invoke("predict", run, images, "-o", run / "best.keras"), "an input or model")
     notes = tmp_path / "notes.txt"
     notes.write_text("my notes")
     one_line_error(invoke("predict", run, images, "-o", notes), "not a file catdog writes")

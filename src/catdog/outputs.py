@@ -115,7 +115,8 @@ def check_output_file(path, *, protected: Iterable = (), what: str = "output", r
             continue
         root = _real(item)
         if real == root or (root.is_dir() and _inside(real, root)):
-            raise ConfigError(f"{path}: {what} is an input or model file ({item}); refusing to replace it")
+            where = "is" if real == root else "is inside"
+            raise ConfigError(f"{path}: {what} {where} an input or model ({item}); refusing to replace it")
     allowed = replaceable(path) if replaceable is not None else path.suffix.lower() == ".csv"
     if not allowed:
         raise ConfigError(f"{path}: {what} exists and is not a file catdog writes here; refusing to replace it "
