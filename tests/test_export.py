@@ -139,10 +139,11 @@ def test_keras_export_is_the_calibrated_model(env, tmp_path):
 
 def test_unknown_format_and_quantized_savedmodel_are_rejected(env, tmp_path):
     _, run, _ = env
-    result = invoke("export", run, "--format", "onnx", "--out", tmp_path)
-    assert result.exit_code == 2 and "onnx" in result.output and "savedmodel" in result.output
+    result = invoke("export", run, "--format", "coreml", "--out", tmp_path)
+    assert result.exit_code == 2 and "coreml" in result.output and "savedmodel" in result.output
     result = invoke("export", run, "--format", "savedmodel", "--quantize", "dynamic", "--out", tmp_path / "x")
-    assert result.exit_code == 1 and "tflite only" in result.output
+    assert result.exit_code == 1 and "tflite only" in result.output and "--format savedmodel" in result.output
+    assert not (tmp_path / "x").exists()
     result = invoke("export", run, "--format", "keras", "--out", tmp_path / "missing" / "deeper")
     assert result.exit_code == 1 and "does not exist" in result.output
 

@@ -6,6 +6,7 @@ Tiny packs (32x32 images), a tiny saved-model backbone (conv + BN), 1-3 epochs.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -86,9 +87,11 @@ def test_run_folder_follows_the_contract(trained_run, packed):
     assert calibration["temperature"] > 0
     assert calibration["val_log_loss_after"] <= calibration["val_log_loss_before"] + 1e-9
     assert abs(calibration["val_log_loss_before"] - summary["val_log_loss"]) < 1e-9
-    # TensorBoard scalars (no `tensorboard` package needed) and the --profile trace
-    assert list((trained_run / "tensorboard" / "phase1" / "validation").glob("events.out.tfevents.*"))
-    assert list((trained_run / "tensorboard").rglob("*.xplane.pb"))
+    # TensorBoard scalars and the --profile trace (keras.callbacks.TensorBoard: needs the tensorboard package,
+    # which the test extra installs; tests/test_tensorboard.py reads them back)
+    if importlib.util.find_spec("tensorboard") is not None:
+        assert list((trained_run / "tensorboard" / "phase1" / "validation").glob("events.out.tfevents.*"))
+        assert list((trained_run / "tensorboard").rglob("*.xplane.pb"))
 
 
 def test_best_keras_loads_as_the_contract_says(trained_run, packed):

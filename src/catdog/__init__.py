@@ -122,12 +122,14 @@ def export(run, format: str, out, **options):
 
     Args:
         run: a run folder written by train.
-        format: "savedmodel", "tflite" or "keras".
+        format: "savedmodel", "tflite", "onnx" (needs `catdog[onnx]`) or "keras".
         out: the folder to write to.
-        **options: catdog.exporting.export's keywords (quantize, parity_samples, version).
+        **options: catdog.exporting.export's keywords (quantize: "none", "float16", "dynamic" or "int8", TFLite
+            only; eval_images; parity_samples; version).
 
     Returns:
-        catdog.exporting.ExportResult: `.path` (where the model went), `.max_abs_diff` (parity), ...
+        catdog.exporting.ExportResult: `.path` (where the model went), `.max_abs_diff` (parity), `.report`
+        (file size, val accuracy / log loss beside the float model, images/s; also in OUT/export.json).
     """
     from catdog.exporting import export as run_export
 

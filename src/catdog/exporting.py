@@ -8,15 +8,20 @@
   training and predict use; `images_uint8` takes (N, H, W, 3) uint8 pixels and `images_float32` float32
   pixels 0..255 at the model's input size. Every signature returns {"probabilities": (N, C) float32,
   "classes": (N, C) string}. Only TensorFlow ops: it loads with plain `tf.saved_model.load`, no catdog.
-- TFLite (OUT/model.tflite, or OUT/model-int8.tflite with --quantize dynamic): input float32 RGB 0..255
-  (N, H, W, 3) at the model's input size, output (N, C) probabilities. TFLite has no JPEG decoder, so
-  decoding and resizing stay outside the model (use the image size and resize mode of the metadata).
+- TFLite (OUT/model.tflite; --quantize float16 / dynamic / int8 write model-float16 / model-int8 /
+  model-int8-full.tflite, see catdog.export_tflite): input RGB 0..255 (N, H, W, 3) at the model's input
+  size (float32; uint8 for int8), output (N, C) probabilities. TFLite has no JPEG decoder, so decoding
+  and resizing stay outside the model. TFLite metadata inside the file (labels, normalisation, image
+  size; catdog.tflite_metadata) lets MediaPipe's ImageClassifier run it as is.
+- ONNX (OUT/model.onnx, opset 17, via tf2onnx; catdog.export_onnx): like TFLite float, NHWC.
 - keras (OUT/model.keras): the calibrated inference model, built-in layers only.
 
-Beside every export: a metadata JSON (classes, image size, resize mode, temperature, parity) that
-`catdog predict` reads. Every export ends with a parity check on sample images (the run's validation
-split when reachable, else generated images): exported vs in-memory probabilities must agree within
-1e-5 for float exports, else the export fails and nothing is left under the final name.
+Beside every export: a metadata JSON (classes, image size, resize mode, temperature, parity, report)
+that `catdog predict` reads. Every export ends with a parity check on sample images (the run's
+validation split when reachable, else generated images): exported vs in-memory probabilities must agree
+within 1e-5 for float exports (1e-4 for ONNX), else the export fails and nothing is left under the final
+name. Then it is measured (catdog.export_report): file size, val accuracy / log loss beside the float
+model, images/s here, into OUT/export.json.
 """
 
 from __future__ import annotations
@@ -36,8 +41,9 @@ from catdog.outputs import check_output_file, check_output_folder, disk_full
 from catdog.export_metadata import (METADATA_FORMAT, SAVED_MODEL_METADATA, find_saved_model,  # noqa: F401
                                     metadata_path, read_metadata)
 
-FORMATS = ("savedmodel", "tflite", "keras")
-QUANTIZE = ("none", "dynamic")  # dynamic: int8 weights, float activations (TFLite only)
+FORMATS = ("savedmodel", "tflite", "onnx", "keras")
+# TFLite only: float16 weights; dynamic = int8 weights, float activations; int8 = int8 weights and activations
+QUANTIZE = ("none", "float16", "dynamic", "int8")
 FLOAT_TOLERANCE = 1e-5
 PARITY_SAMPLES = 16
 
@@ -51,10 +57,20 @@ class ExportResult:
     max_abs_diff: float  # exported vs in-memory probabilities on the parity sample
     parity_images: int
     parity_source: str  # "val split of <dir>" or "generated"
+    report: dict | None = None  # catdog.export_report.measure: size, accuracy / log loss, images/s
 
     @property
     def tolerance(self) -> float | None:
-        return FLOAT_TOLERANCE if self.quantize == "none" else None
+        return _tolerance(self.format, self.quantize)
+
+
+def _tolerance(fmt: str, quantize: str) -> float | None:
+    """Largest |exported - in-memory| a float export may show; None: quantized, reported only."""
+    if quantize != "none":
+        return None
+    from catdog.export_onnx import ONNX_TOLERANCE
+
+    return ONNX_TOLERANCE if fmt == "onnx" else FLOAT_TOLERANCE
 
 
 # ----------------------------------------------------------------------------------------------- metadata
@@ -66,7 +82,9 @@ def _metadata(run, fmt: str, quantize: str) -> dict:
         "savedmodel": {"serving_default": "image_bytes: tf.string [N] (encoded JPEG/PNG/GIF/BMP/WebP)",
                        "images_uint8": f"images: uint8 [N, {h}, {w}, 3] RGB",
                        "images_float32": f"images: float32 [N, {h}, {w}, 3] RGB 0..255"},
-        "tflite": f"float32 [N, {h}, {w}, 3] RGB 0..255, decoded and resized outside ({run.resize})",
+        "tflite": f"{'uint8' if quantize == 'int8' else 'float32'} [N, {h}, {w}, 3] RGB 0..255, decoded and resized "
+                  f"outside ({run.resize})",
+        "onnx": f"images: float32 [N, {h}, {w}, 3] RGB 0..255 (NHWC), decoded and resized outside ({run.resize})",
         "keras": f"float32 [N, {h}, {w}, 3] RGB 0..255",
     }[fmt]
     return {"format": METADATA_FORMAT, "model_format": fmt, "quantize": quantize, "classes": list(run.classes),
@@ -79,8 +97,10 @@ def _metadata(run, fmt: str, quantize: str) -> dict:
 
 
 def export(run_dir, fmt: str, out_dir, *, quantize: str = "none", parity_samples: int = PARITY_SAMPLES,
-           version: int | None = None) -> ExportResult:
-    """Export the run's calibrated model; returns where it went and the parity difference."""
+           version: int | None = None, eval_images: int | None = None) -> ExportResult:
+    """Export the run's calibrated model; returns where it went, the parity difference and the measured report."""
+    from catdog import export_report, export_tflite
+    from catdog.export_tflite import REPRESENTATIVE_IMAGES
     from catdog.run import load_run
 
     if fmt not in FORMATS:
@@ -90,20 +110,54 @@ def export(run_dir, fmt: str, out_dir, *, quantize: str = "none", parity_samples
     if version is not None and (fmt != "savedmodel" or version < 1):
         raise ConfigError(f"--version must be a positive integer and applies to --format savedmodel only; got {version}")
     if quantize != "none" and fmt != "tflite":
-        raise ConfigError(f"--quantize {quantize} applies to --format tflite only; got --format {fmt}")
+        raise ConfigError(f"--format {fmt} cannot take --quantize {quantize}: quantization applies to --format "
+                          "tflite only")
+    if fmt == "onnx":
+        from catdog.export_onnx import require
+
+        require()  # before anything is written
+    eval_images = export_report.EVAL_IMAGES if eval_images is None else eval_images
     out_dir = Path(out_dir)
     if not out_dir.parent.is_dir():
         raise ConfigError(f"{out_dir}: parent folder {out_dir.parent} does not exist")
     check_output_folder(out_dir, what="--out")  # not a symlink, not a file
     run = load_run(run_dir)
-    stem = {"savedmodel": None, "keras": "model.keras", "tflite": "model.tflite" if quantize == "none" else "model-int8.tflite"}[fmt]
-    for target in ([] if stem is None else [out_dir / stem, metadata_path(out_dir / stem)]):  # replace only our own exports
+    wanted = max(eval_images, REPRESENTATIVE_IMAGES if quantize == "int8" else 0)
+    val, labels, val_source = export_report.val_images(run, wanted)
+    if quantize == "int8" and val is None:
+        raise ConfigError(f"--format tflite --quantize int8 needs representative images from the run's packed val "
+                          f"split, which is not reachable ({val_source})")
+    final = {"savedmodel": None, "keras": out_dir / "model.keras", "onnx": out_dir / "model.onnx",
+             "tflite": export_tflite.tflite_path(out_dir, quantize)}[fmt]
+    for target in ([] if final is None else [final, metadata_path(final)]):  # replace only our own exports
         check_output_file(target, protected=[run_dir], what="--out", replaceable=_is_own_export)
+    check_output_file(out_dir / export_report.EXPORT_JSON, protected=[run_dir], what="--out",
+                      replaceable=lambda _: True)  # catdog's own report file: never a symlink or a device
     out_dir.mkdir(exist_ok=True)
     with lock.exclusive(out_dir, "export"), disk_full(out_dir, "exporting"):  # one writer per export folder
-        images, parity_source = parity_images(run, parity_samples)
-        writer = {"savedmodel": _export_saved_model, "tflite": _export_tflite, "keras": _export_keras}[fmt]
-        return writer(run, out_dir, images, parity_source, quantize=quantize, version=version)
+        return _export_into(run, fmt, out_dir, quantize, version, parity_samples, val, labels, val_source,
+                            eval_images)
+
+
+def _export_into(run, fmt, out_dir, quantize, version, parity_samples, val, labels, val_source, eval_images):
+    encoded, parity_source = parity_images(run, parity_samples)
+    writer = {"savedmodel": _export_saved_model, "tflite": _export_tflite, "onnx": _export_onnx,
+              "keras": _export_keras}[fmt]
+    representative = val[:REPRESENTATIVE_IMAGES] if quantize == "int8" else None
+    result = writer(run, out_dir, encoded, parity_source, quantize=quantize, version=version,
+                    representative=representative)
+    if eval_images > 0 and val is not None:
+        val, labels = val[:eval_images], labels[:eval_images]
+    else:
+        val, labels, val_source = None, None, (val_source if eval_images > 0 else "--eval-images 0")
+    result.report = export_report.measure(run, result.path, val, labels, val_source,
+                                          speed_images=_reference(run, encoded)[0])
+    metadata = json.loads(result.metadata_path.read_text())
+    metadata["report"] = result.report
+    atomic.write_json(result.metadata_path, metadata)
+    export_report.record(out_dir, result.path, {"format": fmt, "quantize": quantize, "parity": metadata["parity"],
+                                                **result.report})
+    return result
 
 
 def _is_own_export(path: Path) -> bool:
@@ -115,10 +169,11 @@ def _is_own_export(path: Path) -> bool:
         return False
 
 
-def _check_parity(diff: float, quantize: str, path: Path) -> None:
-    if quantize == "none" and not diff <= FLOAT_TOLERANCE:
+def _check_parity(diff: float, quantize: str, path: Path, fmt: str = "") -> None:
+    tolerance = _tolerance(fmt, quantize)
+    if tolerance is not None and not diff <= tolerance:
         raise ModelError(f"{path}: parity check failed: exported probabilities differ from the in-memory model by "
-                         f"{diff:.3g} > {FLOAT_TOLERANCE:g}; export not written")
+                         f"{diff:.3g} > {tolerance:g}; export not written")
 
 
 def _reference(run, encoded: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
@@ -131,7 +186,7 @@ def _reference(run, encoded: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     return images.numpy(), run.inference_model()(images, training=False).numpy()
 
 
-def _export_saved_model(run, out_dir: Path, encoded, source, *, quantize, version) -> ExportResult:
+def _export_saved_model(run, out_dir: Path, encoded, source, *, quantize, version, representative) -> ExportResult:
     import tensorflow as tf
 
     if version is None:
@@ -155,7 +210,7 @@ def _export_saved_model(run, out_dir: Path, encoded, source, *, quantize, versio
         expected_u8 = run.inference_model()(rounded.astype(np.float32), training=False).numpy()
         got_u8 = loaded.signatures["images_uint8"](images=tf.constant(rounded))["probabilities"].numpy()
         diff = max(diff, float(np.max(np.abs(got_u8 - expected_u8))))
-        _check_parity(diff, quantize, final)
+        _check_parity(diff, quantize, final, "savedmodel")
         metadata["parity"] = {"max_abs_diff": diff, "images": len(encoded), "source": source}
         atomic.write_json(Path(tmp) / SAVED_MODEL_METADATA, metadata)
     return ExportResult(final, final / SAVED_MODEL_METADATA, "savedmodel", quantize, diff, len(encoded), source)
@@ -198,14 +253,14 @@ def build_serving_archive(run):
     return archive
 
 
-def _export_tflite(run, out_dir: Path, encoded, source, *, quantize, version) -> ExportResult:
+def _export_tflite(run, out_dir: Path, encoded, source, *, quantize, version, representative) -> ExportResult:
     import keras
     import tensorflow as tf
 
+    from catdog import export_tflite
     from catdog.predictors import TFLitePredictor
 
-    stem = "model" if quantize == "none" else "model-int8"
-    final = out_dir / f"{stem}.tflite"
+    final = export_tflite.tflite_path(out_dir, quantize)
     tmp_dir = Path(atomic.temp_path(out_dir / "tflite"))  # scratch: SavedModel + converted file
     try:
         h, w = run.image_size
@@ -215,18 +270,15 @@ def _export_tflite(run, out_dir: Path, encoded, source, *, quantize, version) ->
         archive.add_endpoint("serving_default", lambda images: {"probabilities": model(images, training=False)},
                              input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32, name="images")])
         archive.write_out(str(tmp_dir / "saved_model"), verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_dir / "saved_model"),
-                                                             signature_keys=["serving_default"])
-        if quantize == "dynamic":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # no representative data: int8 weights only
+        flatbuffer = export_tflite.convert(run, tmp_dir / "saved_model", quantize, representative)
         tmp_model = tmp_dir / final.name
-        tmp_model.write_bytes(converter.convert())
+        tmp_model.write_bytes(export_tflite.with_metadata(flatbuffer, run))
         metadata = _metadata(run, "tflite", quantize)
         atomic.write_json(metadata_path(tmp_model), metadata)
         images, expected = _reference(run, encoded)
         got = TFLitePredictor(tmp_model, metadata).predict_images(images)
         diff = float(np.max(np.abs(got - expected)))
-        _check_parity(diff, quantize, final)
+        _check_parity(diff, quantize, final, "tflite")
         metadata["parity"] = {"max_abs_diff": diff, "images": len(encoded), "source": source}
         atomic.write_json(metadata_path(final), metadata)
         with atomic.writing(final) as tmp:
@@ -236,7 +288,25 @@ def _export_tflite(run, out_dir: Path, encoded, source, *, quantize, version) ->
     return ExportResult(final, metadata_path(final), "tflite", quantize, diff, len(encoded), source)
 
 
-def _export_keras(run, out_dir: Path, encoded, source, *, quantize, version) -> ExportResult:
+def _export_onnx(run, out_dir: Path, encoded, source, *, quantize, version, representative) -> ExportResult:
+    from catdog.export_onnx import OPSET, convert
+    from catdog.predictors import OnnxPredictor
+
+    final = out_dir / "model.onnx"
+    with atomic.writing(final) as tmp:  # the temp name ends in .onnx
+        Path(tmp).write_bytes(convert(run))
+        metadata = _metadata(run, "onnx", quantize)
+        images, expected = _reference(run, encoded)
+        got = OnnxPredictor(Path(tmp), metadata).predict_images(images)
+        diff = float(np.max(np.abs(got - expected)))
+        _check_parity(diff, quantize, final, "onnx")
+        metadata["opset"] = OPSET
+        metadata["parity"] = {"max_abs_diff": diff, "images": len(encoded), "source": source}
+        atomic.write_json(metadata_path(final), metadata)
+    return ExportResult(final, metadata_path(final), "onnx", quantize, diff, len(encoded), source)
+
+
+def _export_keras(run, out_dir: Path, encoded, source, *, quantize, version, representative) -> ExportResult:
     from catdog.model.loading import load_keras_model
 
     final = out_dir / "model.keras"
@@ -245,7 +315,7 @@ def _export_keras(run, out_dir: Path, encoded, source, *, quantize, version) -> 
         images, expected = _reference(run, encoded)
         got = load_keras_model(tmp)(images, training=False).numpy()
         diff = float(np.max(np.abs(got - expected)))
-        _check_parity(diff, quantize, final)
+        _check_parity(diff, quantize, final, "keras")
         metadata = _metadata(run, "keras", quantize)
         metadata["parity"] = {"max_abs_diff": diff, "images": len(encoded), "source": source}
         atomic.write_json(metadata_path(final), metadata)

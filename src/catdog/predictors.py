@@ -1,6 +1,6 @@
 """The models predict, evaluate, export and serve run: one `Predictor` interface, one backend per model format.
 
-MODEL is a run folder, an exported SavedModel folder, a `.tflite` or an exported `.keras` file; each
+MODEL is a run folder, an exported SavedModel folder, a `.tflite`, a `.onnx` or an exported `.keras` file; each
 sits behind the same small interface (classes, image_size, resize, predict_images), so every caller
 (the submission CSV, evaluate, export's parity check, the HTTP server) treats all formats alike.
 `load_predictor(path)` picks the backend from what the path holds.
@@ -98,19 +98,54 @@ class TFLitePredictor:
             self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads or os.cpu_count() or 1)
         except (ValueError, RuntimeError) as e:
             raise ModelError(f"{path}: cannot load the TFLite model ({e})") from e
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        self._output = self._interpreter.get_output_details()[0]["index"]
+        self._in, self._out = self._interpreter.get_input_details()[0], self._interpreter.get_output_details()[0]
+        self._input, self._output = self._in["index"], self._out["index"]
         self._batch = None
 
     def predict_images(self, images) -> np.ndarray:
-        images = np.ascontiguousarray(images, dtype=np.float32)
+        images = np.asarray(images, dtype=np.float32)
+        dtype = self._in["dtype"]
+        if dtype != np.float32:  # full-integer model (--quantize int8): quantize the 0..255 pixels as it expects
+            scale, zero_point = self._in["quantization"]
+            limits = np.iinfo(dtype)
+            images = np.clip(np.round(images / scale + zero_point), limits.min, limits.max).astype(dtype)
+        images = np.ascontiguousarray(images)
         if images.shape[0] != self._batch:  # the interpreter has static shapes: resize per batch size
             self._interpreter.resize_tensor_input(self._input, list(images.shape), strict=False)
             self._interpreter.allocate_tensors()
             self._batch = images.shape[0]
         self._interpreter.set_tensor(self._input, images)
         self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._output).copy()
+        out = self._interpreter.get_tensor(self._output).copy()
+        if out.dtype != np.float32:
+            scale, zero_point = self._out["quantization"]
+            out = (out.astype(np.float32) - zero_point) * scale
+        return out
+
+
+class OnnxPredictor:
+    """A .onnx model run with ONNX Runtime on the CPU; input float32 (N, H, W, 3) 0..255."""
+
+    def __init__(self, path: Path, metadata: dict):
+        from catdog.extras import require
+
+        require("onnx", "a .onnx model")
+        import onnxruntime as ort
+
+        self.source, self.name, self.info = str(path), path.name, _info(metadata)
+        self.classes, self.image_size, self.resize = _from_metadata(metadata)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = os.cpu_count() or 1
+        options.log_severity_level = 3  # errors only
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
+            raise ModelError(f"{path}: cannot load the ONNX model ({str(e).splitlines()[0]})") from e
+        self._input = self._session.get_inputs()[0].name
+
+    def predict_images(self, images) -> np.ndarray:
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        return self._session.run(None, {self._input: images})[0]
 
 
 def _display_name(path: Path) -> str:
@@ -129,7 +164,7 @@ def _from_metadata(metadata: dict):
 
 
 def load_predictor(path) -> Predictor:
-    """A run folder, SavedModel folder (or its TF Serving base folder), .tflite or exported .keras -> Predictor."""
+    """A run folder, SavedModel folder (or its TF Serving base folder), .tflite, .onnx or exported .keras -> Predictor."""
     from catdog import export_metadata as export
 
     path = Path(path)
@@ -146,13 +181,15 @@ def load_predictor(path) -> Predictor:
         return SavedModelPredictor(saved, export.read_metadata(saved))
     if path.suffix == ".tflite":
         return TFLitePredictor(path, export.read_metadata(path))
+    if path.suffix == ".onnx":
+        return OnnxPredictor(path, export.read_metadata(path))
     if path.suffix == ".keras":
         from catdog.model.loading import load_keras_model
 
         metadata = export.read_metadata(path)
         classes, image_size, resize = _from_metadata(metadata)
         return KerasPredictor(load_keras_model(path), classes, image_size, resize, source=str(path), info=_info(metadata))
-    raise ModelError(f"{path}: unknown model; pass a run folder, a SavedModel folder, a .tflite or a .keras file")
+    raise ModelError(f"{path}: unknown model; pass a run folder, a SavedModel folder, a .tflite, .onnx or .keras file")
 
 
 def predict_batch(predictor: Predictor, images, tta: str = "none") -> np.ndarray:

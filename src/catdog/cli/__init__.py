@@ -24,6 +24,22 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from catdog._version import __version__
+
+        typer.echo(f"catdog {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print catdog's version and exit."),
+) -> None:
+    """Turn a folder of labeled photos into a trained, exported image classifier."""
+
+
 def fail(message: str, code: int = 1) -> None:
     """Print one red line on stderr and exit non-zero."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
@@ -49,7 +65,7 @@ def handle_errors(fn):
 def _quiet_tensorflow() -> None:
     """Import TensorFlow up front without its C++ banner, unless only --help was asked for."""
     args = sys.argv[1:]
-    if args and not any(a in ("--help", "-h") for a in args):
+    if args and not any(a in ("--help", "-h", "--version") for a in args):
         import catdog._tf  # noqa: F401
 
 

@@ -8,16 +8,16 @@ from typing import Annotated, Optional
 import typer
 
 from catdog.cli import app, handle_errors
-from catdog.cli.evaluate import TTA
+from catdog.cli.evaluate import TTA, Split
 
 
 @app.command()
 @handle_errors
 def predict(
-    model: Annotated[Path, typer.Argument(help="Run folder, exported SavedModel folder, .tflite or exported .keras.")],
+    model: Annotated[Path, typer.Argument(help="Run folder, exported SavedModel folder, .tflite, .onnx or exported .keras.")],
     inputs: Annotated[list[str], typer.Argument(help="Packed folder (local or gs://...), folder of images, .zip, or image files.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="CSV to write (its folder must exist).")],
-    split: Annotated[str, typer.Option(help="Split to read from packed folders.")] = "test",
+    split: Annotated[Split, typer.Option(help="Split to read from packed folders.")] = Split.test,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Leave unreadable images out (listed in "
                                            "<output>.skipped.csv) instead of failing.")] = False,
     clip: Annotated[Optional[float], typer.Option(help="Clip probabilities to c .. 1-c, e.g. 0.005 (log loss punishes over-confidence).")] = None,
@@ -28,7 +28,7 @@ def predict(
     from catdog.classes import is_binary
     from catdog.prediction import predict as predict_images
 
-    summary = predict_images(model, inputs, output, split=split, skip_bad=skip_bad, clip=clip,
+    summary = predict_images(model, inputs, output, split=split.value, skip_bad=skip_bad, clip=clip,
                              batch_size=batch_size, tta=tta.value)
     for image_id, name, reason in summary.skipped:
         typer.secho(f"skipped {name}: {reason}", fg=typer.colors.YELLOW, err=True)

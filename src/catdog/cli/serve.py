@@ -14,7 +14,7 @@ from catdog.imageformats import DEFAULT_MAX_PIXELS
 @app.command()
 @handle_errors
 def serve(
-    model: Annotated[Path, typer.Argument(exists=True, help="Run folder, exported SavedModel folder, .tflite or exported .keras file.")],
+    model: Annotated[Path, typer.Argument(exists=True, help="Run folder, exported SavedModel folder, .tflite, .onnx or exported .keras file.")],
     host: Annotated[str, typer.Option(help="Address to bind; the default is loopback only.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free port, printed).")] = 8000,
     max_bytes: Annotated[str, typer.Option(help="Largest image upload, e.g. 10MB or 512KB; larger ones get 413.")] = "10MB",
@@ -26,7 +26,10 @@ def serve(
     max_connections: Annotated[int, typer.Option(min=1, help="Open connections; beyond it a connection still sending its headers is dropped (408) to make room, else the newcomer gets 503.")] = 256,
 ) -> None:
     """Serve MODEL over HTTP: POST /predict, POST /predict/batch, GET /health, GET /model, and a web page at /."""
+    from catdog.extras import require
     from catdog.sizes import parse_size
+
+    require("serve", "catdog serve")
     from catdog.serve import serve as run_server
 
     run_server(model, host=host, port=port, max_bytes=parse_size(max_bytes, "--max-bytes"),

@@ -6,12 +6,53 @@ can tell which options were given and must match the run's config.json.
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from catdog.cli import app, handle_errors
+
+
+class Resize(str, Enum):  # catdog.data.decode.RESIZE_MODES
+    squash = "squash"
+    crop = "crop"
+    pad = "pad"
+
+
+class Schedule(str, Enum):  # catdog.training.config.SCHEDULES
+    cosine = "cosine"
+    constant = "constant"
+
+
+class ClassWeights(str, Enum):  # catdog.training.config.CLASS_WEIGHT_MODES
+    auto = "auto"
+    balanced = "balanced"
+    none = "none"
+
+
+class Monitor(str, Enum):  # catdog.training.config.MONITORS
+    val_log_loss = "val_log_loss"
+    val_loss = "val_loss"
+    val_accuracy = "val_accuracy"
+
+
+class MixedPrecision(str, Enum):  # catdog.training.config.MIXED_PRECISION_MODES
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+
+class Strategy(str, Enum):  # catdog.distribute.STRATEGIES
+    auto = "auto"
+    mirrored = "mirrored"
+    multiworker = "multiworker"
+    none = "none"
+
+
+def _value(choice: Enum | None) -> str | None:
+    return None if choice is None else choice.value
 
 
 def _unfreeze(value: str | None):
@@ -34,17 +75,17 @@ def train(
     backbone: Annotated[Optional[str], typer.Option(help="Registry name (see --list-backbones) or a .keras model file. (default: efficientnetv2b0)")] = None,
     weights: Annotated[Optional[str], typer.Option(help="imagenet | none | PATH to a weights file. (default: imagenet; a model file's own)")] = None,
     image_size: Annotated[Optional[int], typer.Option(help="Input size in pixels. (default: the backbone's native size)")] = None,
-    resize: Annotated[Optional[str], typer.Option(help="squash | crop | pad. (default: squash)")] = None,
+    resize: Annotated[Optional[Resize], typer.Option(help="How images meet the input size. (default: squash)")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Phase-1 epochs (frozen backbone). (default: 10)")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="(default: 32)")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Phase-1 learning rate. (default: 1e-3)")] = None,
-    schedule: Annotated[Optional[str], typer.Option(help="cosine | constant. (default: cosine)")] = None,
+    schedule: Annotated[Optional[Schedule], typer.Option(help="Learning-rate schedule. (default: cosine)")] = None,
     fine_tune_epochs: Annotated[Optional[int], typer.Option(help="Phase-2 epochs (unfrozen top of the backbone). (default: 0)")] = None,
     unfreeze: Annotated[Optional[str], typer.Option(help="Phase 2: top N layers, or a fraction like 0.2. (default: 0.2)")] = None,
     fine_tune_lr: Annotated[Optional[float], typer.Option(help="Phase-2 learning rate. (default: 1e-5)")] = None,
     dropout: Annotated[Optional[float], typer.Option(help="Dropout before the dense head. (default: 0.2)")] = None,
     l2: Annotated[Optional[float], typer.Option(help="L2 penalty on the head kernel. (default: 1e-4)")] = None,
-    class_weights: Annotated[Optional[str], typer.Option(help="auto | balanced | none. (default: auto)")] = None,
+    class_weights: Annotated[Optional[ClassWeights], typer.Option(help="auto: balanced when classes are imbalanced. (default: auto)")] = None,
     cache: Annotated[Optional[bool], typer.Option("--cache/--no-cache", help="Phase 1 on cached backbone features. (default: cache)")] = None,
     cache_views: Annotated[Optional[int], typer.Option(help="Augmented views per training image in the cache. (default: 0)")] = None,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Feature cache folder. (default: ~/.cache/catdog/features)")] = None,
@@ -58,11 +99,11 @@ def train(
     name: Annotated[Optional[str], typer.Option(help="Run folder name. (default: <backbone>-<timestamp>)")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for shuffling, head init, augmentation. (default: 42)")] = None,
     patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience in epochs (0 = off). (default: 3)")] = None,
-    monitor: Annotated[Optional[str], typer.Option(help="val_log_loss | val_loss | val_accuracy. (default: val_log_loss)")] = None,
-    mixed_precision: Annotated[Optional[str], typer.Option(help="auto (on with a GPU) | on | off. (default: auto)")] = None,
+    monitor: Annotated[Optional[Monitor], typer.Option(help="Best checkpoint and early stopping watch this. (default: val_log_loss)")] = None,
+    mixed_precision: Annotated[Optional[MixedPrecision], typer.Option(help="auto: on with a GPU. (default: auto)")] = None,
     xla: Annotated[Optional[bool], typer.Option("--xla/--no-xla", help="XLA-compile the train step. (default: no-xla)")] = None,
     profile: Annotated[Optional[bool], typer.Option("--profile/--no-profile", help="Profiler trace of a few steps into tensorboard/. (default: off)")] = None,
-    strategy: Annotated[Optional[str], typer.Option(help="tf.distribute strategy: auto | mirrored | multiworker | none. (default: auto)")] = None,
+    strategy: Annotated[Optional[Strategy], typer.Option(help="tf.distribute strategy. (default: auto)")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run folder from its last epoch.")] = None,
     list_backbones: Annotated[bool, typer.Option("--list-backbones", help="Print the registered backbones and exit.")] = False,
 ) -> None:
@@ -80,14 +121,14 @@ def train(
     import catdog
 
     given = {
-        "backbone": backbone, "weights": weights, "image_size": image_size, "resize": resize, "epochs": epochs,
-        "batch_size": batch_size, "lr": lr, "schedule": schedule, "fine_tune_epochs": fine_tune_epochs,
+        "backbone": backbone, "weights": weights, "image_size": image_size, "resize": _value(resize), "epochs": epochs,
+        "batch_size": batch_size, "lr": lr, "schedule": _value(schedule), "fine_tune_epochs": fine_tune_epochs,
         "unfreeze": _unfreeze(unfreeze), "fine_tune_lr": fine_tune_lr, "dropout": dropout, "l2": l2,
-        "class_weights": class_weights, "cache": cache, "cache_views": cache_views,
+        "class_weights": _value(class_weights), "cache": cache, "cache_views": cache_views,
         "cache_dir": str(cache_dir) if cache_dir else None, "flip": flip, "brightness": brightness,
         "contrast": contrast, "saturation": saturation, "hue": hue, "crop_scale": crop_scale,
         "runs_dir": str(runs_dir) if runs_dir else None, "name": name, "seed": seed, "patience": patience,
-        "monitor": monitor, "mixed_precision": mixed_precision, "xla": xla, "profile": profile, "strategy": strategy,
+        "monitor": _value(monitor), "mixed_precision": _value(mixed_precision), "xla": xla, "profile": profile, "strategy": _value(strategy),
     }
     run_dir = catdog.train(packed, resume=resume, **given)
     if not (run_dir / "summary.json").is_file():  # a non-chief worker of a multi-worker run

@@ -29,7 +29,7 @@ def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, max_b
           max_pixels: int = DEFAULT_MAX_PIXELS, max_batch: int = 32, batch_wait_ms: float = 5.0,
           header_timeout: float = HEADER_TIMEOUT, body_timeout: float = BODY_TIMEOUT,
           max_connections: int = MAX_CONNECTIONS, log_level: str = "info") -> None:
-    """Load MODEL (run folder, SavedModel folder, .tflite or exported .keras) and serve it until interrupted."""
+    """Load MODEL (run folder, SavedModel folder, .tflite, .onnx or exported .keras) and serve it until interrupted."""
     from catdog.predictors import load_predictor
 
     for name, value in (("--header-timeout", header_timeout), ("--body-timeout", body_timeout),

@@ -8,6 +8,7 @@ Routes:
     GET  /health         liveness, queue length and the batch sizes run so far
     GET  /model          classes, backbone, input size, training metrics, limits
     GET  /               the drag-and-drop page
+    GET  /docs           interactive API docs with upload forms (Swagger UI served locally, see serve/docs.py)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from catdog.imageformats import DEFAULT_MAX_PIXELS
 from catdog.errors import ConfigError, ModelError
 from catdog.predictors import Predictor
 from catdog.serve.batcher import BatcherStopped, DynamicBatcher
+from catdog.serve.docs import BATCH_BODY, PREDICT_BODY, add_offline_docs
 from catdog.serve.images import Decoder, RejectedImage, check_header
 
 log = logging.getLogger("catdog.serve")
@@ -118,7 +120,9 @@ def create_app(
             app.state.decode_pool.shutdown(wait=True)
             app.state.large_pool.shutdown(wait=True)
 
-    app = FastAPI(title="catdog", summary=f"Classify photos with {predictor.name}", lifespan=lifespan)
+    app = FastAPI(title="catdog", summary=f"Classify photos with {predictor.name}", lifespan=lifespan,
+                  docs_url=None, redoc_url=None)  # both load scripts from a CDN; /docs is served locally instead
+    add_offline_docs(app, "catdog")
     app.state.predictor = predictor
     app.state.batcher = batcher
 
@@ -159,8 +163,9 @@ def create_app(
             "probabilities": {c: float(p) for c, p in zip(classes, probs)},
         }
 
-    @app.post("/predict")
+    @app.post("/predict", openapi_extra=PREDICT_BODY)
     async def predict(request: Request) -> JSONResponse:
+        """Classify one image: multipart field `file`, or the raw image as the request body."""
         start = time.perf_counter()
         if _is_multipart(request):
             form = await _read_form(request, max_bytes + _MULTIPART_SLACK, max_files=2)
@@ -181,8 +186,9 @@ def create_app(
             body["filename"] = filename
         return JSONResponse(body)
 
-    @app.post("/predict/batch")
+    @app.post("/predict/batch", openapi_extra=BATCH_BODY)
     async def predict_batch(request: Request) -> JSONResponse:
+        """Classify several images (multipart fields `files`): one result or error each, in upload order."""
         start = time.perf_counter()
         if not _is_multipart(request):
             raise RejectedImage(415, "send the images as multipart/form-data files (e.g. curl -F files=@a.jpg -F files=@b.jpg)")
