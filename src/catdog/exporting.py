@@ -140,6 +140,9 @@ def export(run_dir, fmt: str, out_dir, *, quantize: str = "none", parity_samples
 
 
 def _export_into(run, fmt, out_dir, quantize, version, parity_samples, val, labels, val_source, eval_images):
+    from catdog import export_report
+    from catdog.export_tflite import REPRESENTATIVE_IMAGES
+
     encoded, parity_source = parity_images(run, parity_samples)
     writer = {"savedmodel": _export_saved_model, "tflite": _export_tflite, "onnx": _export_onnx,
               "keras": _export_keras}[fmt]
