@@ -157,7 +157,9 @@ async def load(url: str, photos: list[bytes], clients: int, duration: float, war
                 except httpx.HTTPError as e:
                     ok, reason = False, type(e).__name__
                 t1 = time.perf_counter()
-                if t0 >= measure_from and (t1 <= stop_at or not ok):
+                if ok and t1 > stop_at:  # started in the window, answered only after it: stalled, not fine
+                    ok, reason = False, "answered after the round ended"
+                if t0 >= measure_from:
                     if ok:
                         latencies.append(t1 - t0)
                     else:
