@@ -157,7 +157,7 @@ async def load(url: str, photos: list[bytes], clients: int, duration: float, war
                 except httpx.HTTPError as e:
                     ok, reason = False, type(e).__name__
                 t1 = time.perf_counter()
-                if ok and t1 > stop_at:  # started in the window, answered only after it: stalled, not fine
+                if ok and t1 > stop_at + 1.0:  # in flight at the end and stalled well past it: not fine
                     ok, reason = False, "answered after the round ended"
                 if t0 >= measure_from:
                     if ok:
@@ -262,8 +262,11 @@ async def load_beside(url: str, photos: list[bytes], args, abuse: int, big: byte
     stop_at = time.perf_counter() + args.warmup + args.duration / args.rounds
     extra = [slowloris(port, stop_at, stats) for _ in range(abuse)]
     extra += [big_client(url, big, stop_at, stats) for _ in range(args.big_clients if big else 0)]
-    if extra:
-        await asyncio.sleep(min(args.warmup, 1.0))  # let the abusers take their connections first
+    if extra:  # let the abusers take their connections first (up to 5 s), as they would on a real server
+        deadline = time.perf_counter() + 5.0
+        await asyncio.sleep(0.2)
+        while abuse and time.perf_counter() < deadline and sum(v for k, v in stats.items()) < abuse:
+            await asyncio.sleep(0.1)
     normal, *_ = await asyncio.gather(load(url, photos, args.clients[0], args.duration / args.rounds, args.warmup),
                                       *extra)
     return normal, stats
