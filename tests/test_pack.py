@@ -141,7 +141,7 @@ def test_duplicates_conflicts_near_duplicates_and_leakage(tmp_path):
     near_copy(train / "dog.5.jpg", test / "3.jpg")
     out = tmp_path / "out"
     m = quick([train, test], out)
-    assert m["duplicates"] == {"exact": 1, "near": 2, "label_conflicts": 1, "file": "duplicates.csv"}
+    assert m["duplicates"] == {"exact": 1, "near": 2, "label_conflicts": 1, "unlabeled_copies": 0, "file": "duplicates.csv"}
     dups = {(r["kind"], Path(r["kept"]).name, Path(r["duplicate"]).name) for r in read_csv(out / "duplicates.csv")}
     assert dups == {("exact", "cat.1.jpg", "cat.50.jpg"), ("label-conflict", "cat.2.jpg", "dog.50.jpg"),
                     ("near", "dog.3.jpg", "dog.51.jpg"), ("near", "dog.5.jpg", "3.jpg")}

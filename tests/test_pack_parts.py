@@ -67,3 +67,35 @@ def test_merge_refuses_a_missing_part_and_the_cli_wires_it(tmp_path):
     result = runner.invoke(catdog.cli.app, ["pack", "--merge", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert sum(1 for _ in tf.data.TFRecordDataset([str(p) for p in out.glob("*.tfrecord")])) == 24
+
+
+def test_split_folders_with_copies_two_parts_and_merge_equal_one_pack(tmp_path):
+    """Issue 9's rules survive a merge: a val copy of a train photo is dropped (the train one kept) even when
+    the copies land in different parts, and byte-identical unlabeled test files all keep their record."""
+    from fixtures.images import make_image
+
+    src = tmp_path / "data"
+    seed = 0
+    for split, n in (("train", 5), ("val", 2)):
+        for cls, colour in (("cat", (200, 60, 40)), ("dog", (40, 60, 200))):
+            for i in range(n):
+                seed += 1
+                make_image(src / split / cls / f"{split}{i}.jpg", colour, seed=seed)
+    copy = next(f"v{i}" for i in range(100, 300) if part_of(f"cat/v{i}", 2) != part_of("cat/train0", 2))
+    shutil.copy(src / "train" / "cat" / "train0.jpg", src / "val" / "cat" / f"{copy}.jpg")
+    for i in range(1, 4):
+        make_image(src / "test" / f"{i}.jpg", (90, 90, 90), seed=500 + i)
+    for i in range(4, 8):  # byte copies of test/1.jpg, spread over both parts
+        shutil.copy(src / "test" / "1.jpg", src / "test" / f"{i}.jpg")
+    one = pack([src], tmp_path / "one", workers=1, progress=False)
+    out = tmp_path / "parts"
+    for i in (0, 1):
+        pack([src], out, workers=1, progress=False, num_workers=2, worker_index=i)
+    merged = merge(out)
+    assert _records(out) == _records(tmp_path / "one")
+    assert one["duplicates"]["exact"] == merged["duplicates"]["exact"] == 1
+    assert one["duplicates"]["unlabeled_copies"] == merged["duplicates"]["unlabeled_copies"] == 4
+    assert one["splits"]["test"]["num_examples"] == merged["splits"]["test"]["num_examples"] == 7
+    assert {s: one["splits"][s]["num_examples"] for s in ("train", "val")} == {"train": 10, "val": 4}
+    ids = {r[1] for r in _records(out)}
+    assert "cat/train0" in ids and f"cat/{copy}" not in ids  # the val copy is the one dropped

@@ -182,10 +182,27 @@ def test_more_than_two_classes_get_one_column_each(tmp_path):
     result = invoke("predict", run, tmp_path / "img", "-o", out)
     assert result.exit_code == 0, result.output
     rows = read_csv(out)
-    assert rows[0] == ["id", "bird", "cat", "dog"]
+    assert rows[0] == ["id", "predicted", "bird", "cat", "dog"]
     assert [r[0] for r in rows[1:]] == ["1", "2", "3"]
     for r in rows[1:]:
-        assert sum(float(v) for v in r[1:]) == pytest.approx(1.0, abs=1e-5)
+        probs = [float(v) for v in r[2:]]
+        assert sum(probs) == pytest.approx(1.0, abs=1e-5)
+        assert r[1] == ["bird", "cat", "dog"][int(np.argmax(probs))]
+    result = invoke("predict", run, tmp_path / "img", "-o", out, "--format", "kaggle")
+    assert result.exit_code == 1 and "--format kaggle needs 2 classes" in result.output
+
+
+def test_two_classes_full_format_gives_predicted_class_and_every_column(env, tmp_path):
+    _, run, images = env
+    kaggle, full = tmp_path / "k.csv", tmp_path / "f.csv"
+    assert invoke("predict", run, images, "-o", kaggle).exit_code == 0
+    assert invoke("predict", run, images, "-o", full, "--format", "full").exit_code == 0
+    k, f = read_csv(kaggle), read_csv(full)
+    assert k[0] == ["id", "label"] and f[0] == ["id", "predicted", "cat", "dog"]
+    assert [r[0] for r in k] == [r[0] for r in f]
+    for kr, fr in zip(k[1:], f[1:]):
+        assert float(fr[3]) == pytest.approx(float(kr[1]), abs=1e-7)
+        assert fr[1] == ("dog" if float(fr[3]) > float(fr[2]) else "cat")
 
 
 def test_run_folder_without_model_is_a_one_line_error(env, tmp_path):

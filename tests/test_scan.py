@@ -101,8 +101,8 @@ def test_missing_empty_and_unlabeled_sources(tmp_path):
 
 
 def test_detect_majority_pattern_wins():
-    layout, images, rejects = detect(["1.jpg", "2.jpg", "cat.3.jpg"], "x")
-    assert layout == "numbered" and len(images) == 2 and rejects == [("cat.3.jpg", "unrecognised-name")]
+    found = detect(["1.jpg", "2.jpg", "cat.3.jpg"], "x")
+    assert found.layout == "numbered" and len(found.images) == 2 and found.rejects == [("cat.3.jpg", "unrecognised-name")]
 
 
 def test_corrupt_zip_is_named_as_a_broken_zip_not_an_unknown_file(tmp_path):

@@ -107,3 +107,62 @@ def test_page_shows_label_for_uploaded_photo_and_rejects_non_image(server, tmp_p
         finally:
             browser.close()
     assert predictor.seen == 1 + 1  # the start-up warm-up, then the photo
+
+
+class ThreeClassPredictor(ColourPredictor):
+    """Three classes and a non-square, padded model input: the page must show all three bars and the
+    model input itself (upright, padded), not the browser's own thumbnail."""
+
+    classes = ["bird", "cat", "dog"]
+    image_size = (32, 48)
+    resize = "pad"
+
+    def predict_images(self, images: np.ndarray) -> np.ndarray:
+        self.seen += len(images)
+        return np.tile([[0.2, 0.3, 0.5]], (len(images), 1))
+
+
+def test_page_shows_every_class_and_the_upright_model_input(tmp_path):
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    import uvicorn
+
+    from catdog.serve import create_app
+    from fixtures.photos import blocky, jpeg
+
+    photo = tmp_path / "turned.jpg"
+    photo.write_bytes(jpeg(blocky(64, 96), 6))  # stored 96x64 portrait, upright 64x96 landscape
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(ThreeClassPredictor()), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                page.goto(f"http://127.0.0.1:{sock.getsockname()[1]}/")
+                page.wait_for_function("document.getElementById('limits').textContent.length > 0", timeout=15_000)
+                page.set_input_files("#file-input", [str(photo)])
+                page.wait_for_selector(".card[data-state=done] img.model-input", timeout=15_000)
+                card = page.locator(".card[data-state=done]")
+                assert card.locator(".row").count() == 3
+                assert [card.locator(".row").nth(k).get_attribute("data-class") for k in range(3)] == ["dog", "cat", "bird"]
+                size = page.eval_on_selector("img.model-input", "i => [i.naturalWidth, i.naturalHeight]")
+                assert size == [48, 32]  # the model's input, as the model gets it
+                assert card.locator(".seen").inner_text() == "model input: 48×32, pad"
+                # upright 96x64 (3:2) padded into 48x32 (3:2) fills it: no black bars; sideways would leave bars
+                corners = page.evaluate("""() => { const i = document.querySelector('img.model-input');
+                    const c = document.createElement('canvas'); c.width = 48; c.height = 32;
+                    const g = c.getContext('2d'); g.drawImage(i, 0, 0);
+                    return Math.max(...g.getImageData(1, 16, 1, 1).data.slice(0, 3)); }""")
+                assert corners > 8  # a pixel of the photo, not a black padding bar
+            finally:
+                browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

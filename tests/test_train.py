@@ -283,3 +283,17 @@ def test_lite0_on_a_few_hundred_shared_photos(shared_dir, tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["num_train"] + summary["num_val"] == 400
     assert summary["val_accuracy"] >= 0.9, summary
+
+
+def test_feature_caching_and_epochs_print_progress_lines_when_stderr_is_not_a_terminal(work, packed, tiny_backbone,
+                                                                                        capsys):
+    """Issue 9: nobody watches a CI log; caching and every epoch still say how far they are (see catdog.progress)."""
+    import re
+
+    train(_config(work, packed, tiny_backbone, name="logged", cache_dir=str(work / "cache-logged"), epochs=2))
+    err = capsys.readouterr().err
+    line = r"{}: {n}/{n} images \(100%\), [\d,]+ images/s, done in \d+:\d\d:\d\d"
+    assert re.search(line.format("train plain", n=16), err), err  # 16 train records cached, once
+    assert re.search(line.format("val plain", n=8), err), err
+    for epoch in (1, 2):  # 16 cached rows, batch 8: 2 steps = 16 images an epoch
+        assert len(re.findall(line.format(f"phase 1 epoch {epoch}/2", n=16), err)) == 1, err

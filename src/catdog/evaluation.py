@@ -63,7 +63,7 @@ def evaluate(run_dir, data, split: str = "val", *, tta: str = "none", batch_size
     data = str(data)
     manifest = manifest_lib.read_manifest(data)
     info = manifest_lib.split_info(manifest, split, data)
-    if split == "test" or not sum(info.get("class_counts", {}).values()):
+    if not sum(info.get("class_counts", {}).values()):  # a labeled test split (SRC/test/<class>/) is scored
         raise DataError(f"{data}: split '{split}' is unlabeled, so there is nothing to score; evaluate --split val, "
                         f"or write its predictions with `catdog predict {run_dir} {data} -o submission.csv`")
     run = load_run(run_dir)

@@ -4,7 +4,8 @@
 
 - SavedModel (TensorFlow Serving layout OUT/<version>/saved_model.pb, version = highest existing + 1):
   `serving_default` takes a batch of raw encoded image bytes (tf.string, shape [None]) and decodes,
-  resizes and preprocesses inside the graph with catdog.data.decode.decode_and_resize, the same function
+  turns upright (a JPEG's EXIF Orientation tag, read in-graph by catdog.data.exif), resizes and
+  preprocesses inside the graph with catdog.data.decode.decode_and_resize, the same function
   training and predict use; `images_uint8` takes (N, H, W, 3) uint8 pixels and `images_float32` float32
   pixels 0..255 at the model's input size. Every signature returns {"probabilities": (N, C) float32,
   "classes": (N, C) string}. Only TensorFlow ops: it loads with plain `tf.saved_model.load`, no catdog.
@@ -79,12 +80,14 @@ def _tolerance(fmt: str, quantize: str) -> float | None:
 def _metadata(run, fmt: str, quantize: str) -> dict:
     h, w = run.image_size
     inputs = {
-        "savedmodel": {"serving_default": "image_bytes: tf.string [N] (encoded JPEG/PNG/GIF/BMP/WebP)",
+        "savedmodel": {"serving_default": "image_bytes: tf.string [N] (encoded JPEG/PNG/GIF/BMP/WebP; a JPEG's "
+                                          "EXIF orientation is applied)",
                        "images_uint8": f"images: uint8 [N, {h}, {w}, 3] RGB",
                        "images_float32": f"images: float32 [N, {h}, {w}, 3] RGB 0..255"},
-        "tflite": f"{'uint8' if quantize == 'int8' else 'float32'} [N, {h}, {w}, 3] RGB 0..255, decoded and resized "
-                  f"outside ({run.resize})",
-        "onnx": f"images: float32 [N, {h}, {w}, 3] RGB 0..255 (NHWC), decoded and resized outside ({run.resize})",
+        "tflite": f"{'uint8' if quantize == 'int8' else 'float32'} [N, {h}, {w}, 3] RGB 0..255, decoded, turned "
+                  f"upright (EXIF) and resized outside ({run.resize})",
+        "onnx": f"images: float32 [N, {h}, {w}, 3] RGB 0..255 (NHWC), decoded, turned upright (EXIF) and "
+                f"resized outside ({run.resize})",
         "keras": f"float32 [N, {h}, {w}, 3] RGB 0..255",
     }[fmt]
     return {"format": METADATA_FORMAT, "model_format": fmt, "quantize": quantize, "classes": list(run.classes),

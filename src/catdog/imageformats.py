@@ -8,8 +8,10 @@ A module with no imports, so the CLI can show these as option defaults without i
 DEFAULT_MAX_PIXELS = 40_000_000  # 40 MP: above any phone photo, far below a decompression bomb
 
 # Pillow's format name -> the name users see. MPO = the multi-picture JPEGs many cameras write (first frame = JPEG).
-IMAGE_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "GIF": "GIF", "BMP": "BMP", "WEBP": "WebP"}
-IMAGE_FORMATS_TEXT = "JPEG, PNG, GIF, BMP, WebP"
+# HEIF (iPhones' HEIC) needs the pillow-heif plugin and is converted to JPEG in Python (catdog.data.heif).
+IMAGE_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "GIF": "GIF", "BMP": "BMP", "WEBP": "WebP",
+                 "HEIF": "HEIC"}
+IMAGE_FORMATS_TEXT = "JPEG, PNG, GIF, BMP, WebP, HEIC"
 
 # File name endings of those formats: how predict picks images out of a folder or a zip.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".heic", ".heif")

@@ -1,7 +1,8 @@
 """predict's INPUT arguments -> every image once, by unique id, streamed as (id, encoded bytes).
 
 INPUT is a packed folder (one split, by default its test split), a folder of images, a `.zip`, or image
-files. Folders and zips are listed by `catdog.data.scan` (the same skip rules as pack: hidden files and
+files. Each source streams (id, bytes, orientation): a packed record's `image/orientation`, or RAW (-1)
+for a file, whose EXIF tag the decoder reads from the bytes. Folders and zips are listed by `catdog.data.scan` (the same skip rules as pack: hidden files and
 folders, macOS resource forks), then filtered to image file endings; ids are file stems (or record ids
 of a pack) and must be unique across all inputs.
 """
@@ -15,9 +16,12 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from catdog.data import heif
 from catdog.data.scan import check_member, list_folder, list_zip
 from catdog.errors import DataError
 from catdog.imageformats import IMAGE_EXTENSIONS
+
+RAW = -1  # orientation of an input that is not a packed record: read the EXIF tag from the bytes
 
 
 def natural_key(text: str) -> list:
@@ -39,7 +43,7 @@ class _Files:
         import tensorflow as tf
 
         ds = tf.data.Dataset.from_tensor_slices((self.ids, self.paths))
-        return ds.map(lambda i, p: (i, tf.io.read_file(p)), num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.map(lambda i, p: (i, tf.io.read_file(p), RAW), num_parallel_calls=tf.data.AUTOTUNE)
 
     def read(self, index: int) -> bytes:
         return Path(self.paths[index]).read_bytes()
@@ -68,10 +72,10 @@ class _Zip:
                         data = zf.read(member)
                     except (zipfile.BadZipFile, OSError, RuntimeError, zlib.error):
                         data = b""  # decodes to an error below; `read` gives the real reason
-                    yield image_id, data
+                    yield image_id, data, RAW
 
         spec = tf.TensorSpec([], tf.string)
-        return tf.data.Dataset.from_generator(members, output_signature=(spec, spec))
+        return tf.data.Dataset.from_generator(members, output_signature=(spec, spec, tf.TensorSpec([], tf.int32)))
 
     def read(self, index: int) -> bytes:
         with zipfile.ZipFile(self.path) as zf:
@@ -108,7 +112,7 @@ class _Pack:
 
         def fields(serialized):
             example = parse_example(serialized)
-            return example["image/id"], example["image/encoded"]
+            return example["image/id"], example["image/encoded"], tf.cast(example["image/orientation"], tf.int32)
 
         return record_dataset(self.directory, self.split).map(fields, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -129,7 +133,7 @@ def _is_image_name(name: str) -> bool:
 
 @dataclass
 class Inputs:
-    """Every input image, by unique id; streams (id, encoded bytes) pairs."""
+    """Every input image, by unique id; streams (id, encoded bytes, orientation or RAW)."""
 
     sources: list
     ignored: int = 0  # non-image files skipped while listing folders / zips
@@ -194,6 +198,10 @@ def collect_inputs(inputs, split: str = "test") -> Inputs:
     if files.ids:
         sources.append(files)
     result = Inputs(sources, ignored)
+    for name in (n for source in sources if not isinstance(source, _Pack) for n in source.names()):
+        if heif.is_heif_name(name):
+            heif.require(name)  # one line saying what to install, before any work
+            break
     seen: dict[str, str] = {}
     for source in sources:
         for image_id, name in zip(source.ids, source.names()):

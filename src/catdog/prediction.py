@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +22,13 @@ from catdog import csvfile, progress as progress_lib
 from catdog.classes import is_binary
 from catdog.data.imagecheck import BadImage, read_header
 from catdog.errors import ConfigError, DataError
-from catdog.inputs import Inputs, collect_inputs, natural_key
+from catdog.inputs import RAW, Inputs, collect_inputs, natural_key
 from catdog.outputs import check_output_file, disk_full
 from catdog.predictors import TTA_MODES, Predictor, load_predictor, predict_batch
 
 MAX_LISTED = 10  # bad images named in a one-line error; the rest are counted
+FORMATS = ("kaggle", "full")  # kaggle: id,label = P(second class) (2 classes only); full: id,predicted,<class>...
+EXIF_WARNING = "damaged EXIF block or invalid orientation; read as upright"
 
 
 @dataclass
@@ -35,6 +37,7 @@ class Predictions:
     probs: np.ndarray  # (N, C) calibrated probabilities
     bad: list[tuple[str, str, str]]  # (id, name, reason) of images that could not be decoded
     seconds: float
+    exif_problems: list[str] = field(default_factory=list)  # names of images read as upright despite a bad tag
 
     @property
     def images_per_second(self) -> float:
@@ -47,21 +50,29 @@ def run_predictions(predictor: Predictor, inputs: Inputs, *, batch_size: int = 3
     import tensorflow as tf
 
     from catdog.data.decode import decode_and_resize
+    from catdog.data.exif import orientation_status
 
     size, mode = predictor.image_size, predictor.resize
-    decoded = inputs.dataset().map(lambda i, data: (i, decode_and_resize(header_checked(data), size, mode)),
-                                   num_parallel_calls=tf.data.AUTOTUNE)
+
+    def decode(image_id, data, orientation):
+        data = heif_to_jpeg(header_checked(data))  # pixel limit etc. before any decode
+        status = tf.cond(orientation == RAW, lambda: orientation_status(data), lambda: orientation)
+        return image_id, status, decode_and_resize(data, size, mode, status)
+
+    decoded = inputs.dataset().map(decode, num_parallel_calls=tf.data.AUTOTUNE)
     # A bad image raises inside the parallel map; ignore_errors drops exactly that element and the id
     # that never comes out is what we report (with the reason found by decoding it again below).
     batches = decoded.ignore_errors().batch(batch_size).prefetch(tf.data.AUTOTUNE)
     # Trace/allocate the model once before the clock starts, so images/s is the streaming rate.
     predictor.predict_images(np.zeros((1, *size, 3), np.float32))
-    ids, probs = [], []
+    ids, probs, turned_badly = [], [], []
     start = time.perf_counter()
     with progress_lib.bar(len(inputs), "predict", enabled=progress) as advance:
-        for batch_ids, images in batches:
+        for batch_ids, status, images in batches:
             probs.append(predict_batch(predictor, images, tta))
-            ids.extend(i.decode() for i in batch_ids.numpy())
+            batch_ids = [i.decode() for i in batch_ids.numpy()]
+            ids.extend(batch_ids)
+            turned_badly += [i for i, s in zip(batch_ids, status.numpy()) if s == 0]
             advance(len(batch_ids))
     seconds = time.perf_counter() - start
     probs = np.concatenate(probs) if probs else np.zeros((0, len(predictor.classes)), np.float32)
@@ -71,7 +82,19 @@ def run_predictions(predictor: Predictor, inputs: Inputs, *, batch_size: int = 3
                         f"({len(ids) - len(set(ids))} repeated); this is a bug, please report it")
     names = inputs.names()
     bad = [(i, names[i], diagnose(inputs, i, size, mode)) for i in sorted(missing, key=natural_key)]
-    return Predictions(ids, probs, bad, seconds)
+    return Predictions(ids, probs, bad, seconds, [names[i] for i in sorted(turned_badly, key=natural_key)])
+
+
+def heif_to_jpeg(data):
+    """In tf.data: HEIC/HEIF bytes -> JPEG bytes (Python, pillow-heif); any other bytes pass unchanged."""
+    import tensorflow as tf
+
+    from catdog.data import heif
+
+    brands = "|".join(b.decode() for b in heif.BRANDS)
+    is_heif = tf.strings.regex_full_match(tf.strings.substr(data, 0, 12), f"(?s)....ftyp({brands})")
+    convert = lambda: tf.reshape(tf.py_function(lambda b: heif.to_jpeg(b.numpy()), [data], tf.string), [])
+    return tf.cond(is_heif, convert, lambda: data)
 
 
 def diagnose(inputs: Inputs, image_id: str, image_size, mode: str) -> str:
@@ -84,6 +107,15 @@ def diagnose(inputs: Inputs, image_id: str, image_size, mode: str) -> str:
         data = inputs.read(image_id)
     except (OSError, zipfile.BadZipFile, RuntimeError, zlib.error) as e:
         return f"cannot read: {e}"
+    if not data:
+        return "empty file (0 bytes)"
+    from catdog.data import heif
+
+    if heif.is_heif(data):
+        try:
+            data = heif.to_jpeg(data, image_id)
+        except DataError as e:
+            return str(e).split(": ", 1)[-1]
     try:
         read_header(data)  # the pre-decode check the stream applied (pixel limit, truncation, CRCs)
     except BadImage as e:
@@ -126,6 +158,8 @@ class PredictSummary:
     model: str
     classes: list[str]
     replaced: bool = False  # an existing CSV at `output` was replaced
+    format: str = "kaggle"
+    warnings: list[str] = field(default_factory=list)  # one line each (damaged EXIF orientation, read as upright)
 
 
 def check_output_path(output) -> Path:
@@ -143,18 +177,33 @@ def skipped_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}.skipped.csv")
 
 
-def format_rows(ids, probs: np.ndarray, classes) -> tuple[list[str], list[list[str]]]:
-    """Kaggle's `id,label` (label = P(classes[1])) for 2 classes, else `id,<class>...`; rows in natural id order."""
+def resolve_format(fmt: str | None, classes) -> str:
+    """None -> kaggle for 2 classes, full for more; kaggle with more than 2 classes is an error."""
+    if fmt is None:
+        return "kaggle" if is_binary(len(classes)) else "full"
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    if fmt == "kaggle" and not is_binary(len(classes)):
+        raise ConfigError(f"--format kaggle needs 2 classes (id,label = P(second class)); this model has "
+                          f"{len(classes)} ({', '.join(classes)}): use --format full")
+    return fmt
+
+
+def format_rows(ids, probs: np.ndarray, classes, fmt: str | None = None) -> tuple[list[str], list[list[str]]]:
+    """Rows in natural id order. kaggle: `id,label` (label = P(classes[1])); full: `id,predicted,<class>...`
+    (the most probable class, then one probability column per class). Default: see resolve_format."""
+    fmt = resolve_format(fmt, classes)
     order = sorted(range(len(ids)), key=lambda k: natural_key(ids[k]))
-    if is_binary(len(classes)):
+    if fmt == "kaggle":
         return ["id", "label"], [[ids[k], f"{probs[k, 1]:.8g}"] for k in order]
-    return ["id", *classes], [[ids[k], *(f"{p:.8g}" for p in probs[k])] for k in order]
+    return (["id", "predicted", *classes],
+            [[ids[k], classes[int(np.argmax(probs[k]))], *(f"{p:.8g}" for p in probs[k])] for k in order])
 
 
 
 def predict(model, inputs, output, *, split: str = "test", skip_bad: bool = False, clip: float | None = None,
-            batch_size: int = 32, tta: str = "none", progress: bool = True) -> PredictSummary:
-    """MODEL + INPUT... -> submission CSV at `output` (see the module docstring)."""
+            batch_size: int = 32, tta: str = "none", progress: bool = True, fmt: str | None = None) -> PredictSummary:
+    """MODEL + INPUT... -> submission CSV at `output` (see the module docstring). `fmt`: see format_rows."""
     output = check_output_path(output)
     protected = [str(model), *(str(i) for i in inputs)]  # never written over (issue 13)
     replaced = check_output_file(output, protected=protected, what="-o")
@@ -166,6 +215,7 @@ def predict(model, inputs, output, *, split: str = "test", skip_bad: bool = Fals
     if tta not in TTA_MODES:
         raise ConfigError(f"--tta must be one of {', '.join(TTA_MODES)}; got {tta!r}")
     predictor = load_predictor(model)
+    fmt = resolve_format(fmt, predictor.classes)
     sources = collect_inputs([str(i) for i in inputs], split=split)
     result = run_predictions(predictor, sources, batch_size=batch_size, tta=tta, progress=progress)
     side = skipped_path(output)
@@ -179,12 +229,13 @@ def predict(model, inputs, output, *, split: str = "test", skip_bad: bool = Fals
     probs = result.probs.astype(np.float64)
     if clip:
         probs = np.clip(probs, clip, 1.0 - clip)
-    header, rows = format_rows(result.ids, probs, predictor.classes)
+    header, rows = format_rows(result.ids, probs, predictor.classes, fmt)
     with disk_full(output, "writing predictions"):
         if result.bad:
             csvfile.write_csv(side, ["id", "name", "reason"], [list(b) for b in result.bad])
         csvfile.write_csv(output, header, rows)
     return PredictSummary(output=output, rows=len(rows), skipped=result.bad, skipped_file=side if result.bad else None,
                           seconds=result.seconds, images_per_second=result.images_per_second,
-                          model=predictor.source, classes=list(predictor.classes), replaced=replaced)
+                          model=predictor.source, classes=list(predictor.classes), format=fmt,
+                          warnings=[f"{name}: {EXIF_WARNING}" for name in result.exif_problems], replaced=replaced)
 

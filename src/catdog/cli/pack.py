@@ -25,6 +25,11 @@ def _splits_table(manifest: dict):
     return table
 
 
+def _print_warnings(manifest: dict) -> None:
+    for line in manifest.get("warnings", []):
+        typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
+
+
 def _issues_lines(manifest: dict) -> list[str]:
     rejected = manifest.get("rejected", {})
     reasons = ", ".join(f"{r}: {n}" for r, n in rejected.get("by_reason", {}).items())
@@ -35,7 +40,10 @@ def _issues_lines(manifest: dict) -> list[str]:
         f"rejected   {rejected.get('count', 0)}" + (f" ({reasons}) -> {rejected.get('file')}" if reasons else ""),
         f"converted  {converted.get('count', 0)}" + (f" to JPEG ({formats})" if formats else ""),
         f"duplicates {dup.get('exact', 0)} exact (kept once), {dup.get('label_conflicts', 0)} with conflicting "
-        f"labels, {dup.get('near', 0)} near -> {dup.get('file')}",
+        f"labels, {dup.get('near', 0)} near, {dup.get('unlabeled_copies', 0)} byte-identical test files kept "
+        f"(one record per test file) -> {dup.get('file')}",
+        f"orientation {manifest.get('orientation', {}).get('turned', 0)} photos with an EXIF orientation "
+        "(applied when decoding)",
         f"leakage    {manifest.get('leakage', {}).get('count', 0)} test images also in train/val -> "
         f"{manifest.get('leakage', {}).get('file')}",
     ]
@@ -46,8 +54,10 @@ def _issues_lines(manifest: dict) -> list[str]:
 def pack_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for shards + manifest.json.")],
     sources: Annotated[list[Path] | None, typer.Argument(help="Folders or .zip files: Kaggle flat (cat.1.jpg), class "
-                                                              "sub-folders (SRC/cat/*.jpg) or numbered (test1/1.jpg).")] = None,
-    val_fraction: Annotated[float, typer.Option(help="Share of labeled images for validation (by content hash).")] = 0.2,
+                                                              "sub-folders (SRC/cat/*.jpg), numbered (test1/1.jpg) or "
+                                                              "split folders (SRC/train/<class>/, SRC/val/<class>/, SRC/test/).")] = None,
+    val_fraction: Annotated[float, typer.Option(help="Share of labeled images for validation (by content hash); "
+                                                "not used for a source with a val/ folder.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Salts the split and the record order.")] = 0,
     shard_size: Annotated[str, typer.Option(help="Approximate shard size: bytes or 64MB, 128MB, 1GB.")] = "128MB",
     workers: Annotated[int | None, typer.Option(help="Processes (default: all cores; 1 = no subprocesses).")] = None,
@@ -78,6 +88,7 @@ def pack_command(
     if "part" in manifest:
         out = Path(out) / f"part-{worker_index:05d}-of-{num_workers:05d}"
     console = Console()
+    _print_warnings(manifest)
     console.print(_splits_table(manifest))
     for line in _issues_lines(manifest):
         console.print(line, highlight=False)
@@ -126,6 +137,7 @@ def inspect_command(
             shards.add_row(shard["file"], f"{shard['num_examples']:,}", f"{shard['num_bytes'] / 2**20:,.1f}",
                            shard["sha256"][:16])
     console.print(shards)
+    _print_warnings(manifest)
     for line in _issues_lines(manifest):
         console.print(line, highlight=False)
     if problems:

@@ -23,18 +23,26 @@ def predict(
     clip: Annotated[Optional[float], typer.Option(help="Clip probabilities to c .. 1-c, e.g. 0.005 (log loss punishes over-confidence).")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
     tta: Annotated[TTA, typer.Option(help="flip: average the plain and the mirrored view.")] = TTA.none,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="kaggle: id,label = P(second class) (2 classes); "
+                                               "full: id,predicted,<one column per class>. Default: kaggle for "
+                                               "2 classes, full for more.")] = None,
 ) -> None:
     """Predict every INPUT image once; rows sorted by id; 2 classes: Kaggle's `id,label` (label = P(class 2))."""
-    from catdog.classes import is_binary
     from catdog.prediction import predict as predict_images
 
     summary = predict_images(model, inputs, output, split=split.value, skip_bad=skip_bad, clip=clip,
-                             batch_size=batch_size, tta=tta.value)
+                             batch_size=batch_size, tta=tta.value, fmt=fmt)
+    for line in summary.warnings[:20]:
+        typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
+    if len(summary.warnings) > 20:
+        typer.secho(f"warning: ... and {len(summary.warnings) - 20} more images with a damaged EXIF orientation",
+                    fg=typer.colors.YELLOW, err=True)
     for image_id, name, reason in summary.skipped:
         typer.secho(f"skipped {name}: {reason}", fg=typer.colors.YELLOW, err=True)
     if summary.skipped:
         typer.echo(f"skipped {len(summary.skipped)} unreadable images, listed in {summary.skipped_file}")
-    columns = "id,label = P(%s)" % summary.classes[1] if is_binary(len(summary.classes)) else "id," + ",".join(summary.classes)
+    columns = ("id,label = P(%s)" % summary.classes[1] if summary.format == "kaggle"
+               else "id,predicted," + ",".join(summary.classes))
     if summary.replaced:
         typer.echo(f"replaced the existing {summary.output}")
     typer.echo(f"wrote {summary.rows} predictions ({columns}) to {summary.output} in {summary.seconds:.1f} s "

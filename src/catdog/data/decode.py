@@ -1,6 +1,9 @@
 """Decode + resize of encoded image bytes, in-graph. ONE function serves training, evaluation, predict,
 the exported SavedModel and the web server, so their preprocessing cannot drift apart.
 
+A JPEG's EXIF Orientation is applied after decoding (catdog.data.exif): from the record feature
+`image/orientation` for packed data (the stored bytes stay original), else read from the bytes in-graph.
+
 JPEGs are decoded at reduced scale (libjpeg's DCT scaling, `ratio` 2/4/8) when the photo is at least twice
 the target size in both dimensions: a 1000x800 photo bound for 224x224 is decoded at 500x400, about 4x less
 work, and then resized (bilinear; antialiased only when still shrinking by more than 3x).
@@ -9,6 +12,8 @@ work, and then resized (bilinear; antialiased only when still shrinking by more 
 from __future__ import annotations
 
 import tensorflow as tf
+
+from catdog.data import exif
 
 RESIZE_MODES = ("squash", "crop", "pad")
 _RATIOS = (1, 2, 4, 8)
@@ -22,31 +27,35 @@ def as_size(image_size) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def _jpeg_ratio_index(height: tf.Tensor, width: tf.Tensor, target: tuple[int, int]) -> tf.Tensor:
-    """Index into _RATIOS of the largest ratio that still leaves >= target pixels in both dimensions."""
+def _jpeg_ratio_index(height: tf.Tensor, width: tf.Tensor, target: tuple[int, int], transposed=False) -> tf.Tensor:
+    """Index into _RATIOS of the largest ratio that still leaves >= target pixels in both dimensions
+    (of the upright image: a stored image that will be transposed is compared with the swapped target)."""
     th, tw = target
     index = tf.constant(0)
     for i, r in enumerate(_RATIOS[1:], start=1):
         fits = tf.logical_and(height >= r * th, width >= r * tw)
-        index = tf.where(fits, i, index)
+        fits_turned = tf.logical_and(height >= r * tw, width >= r * th)
+        index = tf.where(tf.where(transposed, fits_turned, fits), i, index)
     return index
 
 
-def decode_jpeg_reduced(encoded: tf.Tensor, target: tuple[int, int]) -> tf.Tensor:
+def decode_jpeg_reduced(encoded: tf.Tensor, target: tuple[int, int], transposed=False) -> tf.Tensor:
     """Decode JPEG bytes to uint8 RGB at the smallest DCT scale that is still >= target."""
     shape = tf.image.extract_jpeg_shape(encoded)
-    index = _jpeg_ratio_index(tf.cast(shape[0], tf.int32), tf.cast(shape[1], tf.int32), target)
+    index = _jpeg_ratio_index(tf.cast(shape[0], tf.int32), tf.cast(shape[1], tf.int32), target, transposed)
     branches = [
         (lambda r=r: tf.io.decode_jpeg(encoded, channels=3, ratio=r)) for r in _RATIOS
     ]
     return tf.switch_case(index, branches)
 
 
-def decode_any(encoded: tf.Tensor, target: tuple[int, int]) -> tf.Tensor:
-    """JPEG via the reduced-scale path; PNG/GIF/BMP/WebP via tf.io.decode_image (first frame)."""
+def decode_any(encoded: tf.Tensor, target: tuple[int, int], orientation=1) -> tf.Tensor:
+    """JPEG via the reduced-scale path, turned upright by `orientation`; PNG/GIF/BMP/WebP via
+    tf.io.decode_image (first frame)."""
+    orientation = exif.upright(orientation)
     return tf.cond(
         tf.io.is_jpeg(encoded),
-        lambda: decode_jpeg_reduced(encoded, target),
+        lambda: exif.apply_orientation(decode_jpeg_reduced(encoded, target, orientation >= 5), orientation),
         lambda: tf.ensure_shape(
             tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8), [None, None, 3]
         ),
@@ -88,7 +97,13 @@ def resize(image: tf.Tensor, target: tuple[int, int], mode: str = "squash") -> t
     return tf.ensure_shape(image, [th, tw, 3])
 
 
-def decode_and_resize(encoded: tf.Tensor, image_size, mode: str = "squash") -> tf.Tensor:
-    """Encoded image bytes (scalar tf.string) -> float32 (H, W, 3) in 0..255."""
+def decode_and_resize(encoded: tf.Tensor, image_size, mode: str = "squash", orientation=None) -> tf.Tensor:
+    """Encoded image bytes (scalar tf.string) -> float32 (H, W, 3) in 0..255, upright.
+
+    orientation: the EXIF orientation to apply (a packed record's `image/orientation`); None reads it
+    from the bytes (catdog.data.exif.orientation_status; a damaged block counts as 1).
+    """
     target = as_size(image_size)
-    return resize(decode_any(encoded, target), target, mode)
+    if orientation is None:
+        orientation = exif.orientation_status(encoded)
+    return resize(decode_any(encoded, target, orientation), target, mode)

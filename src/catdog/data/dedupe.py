@@ -1,6 +1,8 @@
 """Exact duplicates (same sha256), near-duplicates (perceptual hash) and train/test leakage.
 
-Exact duplicates are kept once: the first in the given order wins. Near-duplicates (a resized or
+Labeled exact duplicates are kept once: the first in the given order wins. Unlabeled (test) files are
+never dropped, even when byte-identical: each is an id that needs its row in a submission (Kaggle's
+test1 holds 63 such copies); the copies are only reported. Near-duplicates (a resized or
 re-encoded copy of the same photo) are only listed, because deciding that two photos are "the same" is
 the user's call. Near-duplicate search uses locality-sensitive band bucketing instead of comparing all
 pairs: the 64-bit pHash is cut into `max_distance + 1` bands, and two hashes within `max_distance` bits
@@ -31,6 +33,7 @@ class Report:
     keep: list[bool]
     exact: list[tuple[int, int]] = field(default_factory=list)  # (kept, dropped), same label
     conflicts: list[tuple[int, int]] = field(default_factory=list)  # (kept, dropped), same bytes, other label
+    copies: list[tuple[int, int]] = field(default_factory=list)  # (first, copy): unlabeled, same bytes, both kept
     near: list[tuple[int, int, int]] = field(default_factory=list)  # (representative, member, distance)
     leakage: list[tuple[str, int, int, int]] = field(default_factory=list)  # (exact|near, labeled, test, distance)
 
@@ -77,7 +80,9 @@ def analyse(candidates: Sequence[Candidate], max_distance: int = DEFAULT_NEAR_DI
     first: dict[tuple[str, bool], int] = {}
     for i, c in enumerate(candidates):
         key = (c.sha256, bool(c.label))
-        if key in first:
+        if key in first and not c.label:
+            report.copies.append((first[key], i))  # an unlabeled copy keeps its record: its id needs a row
+        elif key in first:
             kept = first[key]
             report.keep[i] = False
             (report.conflicts if candidates[kept].label != c.label else report.exact).append((kept, i))
@@ -86,7 +91,8 @@ def analyse(candidates: Sequence[Candidate], max_distance: int = DEFAULT_NEAR_DI
     for i, c in enumerate(candidates):
         if report.keep[i] and not c.label and (c.sha256, True) in first:
             report.leakage.append(("exact", first[(c.sha256, True)], i, 0))
-    kept = [i for i, k in enumerate(report.keep) if k]
+    copies = {i for _, i in report.copies}  # reported already: leave them out of the near-duplicate search
+    kept = [i for i, k in enumerate(report.keep) if k and i not in copies]
     hashes = [c.phash for c in candidates]
     exact_leaks = {t for _, _, t, _ in report.leakage}
     for rep, member, d in near_duplicates(hashes, max_distance, kept):

@@ -6,6 +6,10 @@ original bytes (decoded at reduced DCT scale only to prove it decodes and to has
 any other decodable input (PNG, GIF, BMP, WebP, CMYK or grayscale JPEG, 16-bit PNG) is converted to an
 RGB JPEG at quality 95 so every stored record decodes with `tf.io.decode_jpeg`. Rejections carry a short
 reason code (`REASONS`) that the manifest counts.
+
+EXIF orientation: a stored original keeps its bytes and reports the orientation to apply at decode time
+(catdog.data.exif; a damaged block or invalid value is reported as a problem and read as 1); a converted
+image is turned upright before it is re-encoded, so its orientation is 1.
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ from dataclasses import dataclass
 
 import imagehash
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from catdog.data import heif
+from catdog.data.exif import jpeg_orientation
 
 from catdog.imageformats import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, IMAGE_FORMATS, IMAGE_FORMATS_TEXT  # noqa: F401  (one definition)
 
@@ -38,7 +45,17 @@ REASONS = {
     "compression-ratio": "a zip member that compresses far more than any photo (zip bomb; refused before reading)",
     "dangling-link": "a symbolic link whose target does not exist",
     "link-loop": "a symbolic link that points to itself (a loop)",
+    "not-in-split-folder": "a loose file beside split folders (train/, val/, test/)",
+    "in-sub-folder": "a file in a sub-folder of a Kaggle-style flat or numbered folder",
+    "outside-data-folder": "a file beside the one folder that holds the data (a licence, a readme)",
+    "system-file": "folder metadata such as Thumbs.db or desktop.ini",
+    "unsafe-path": "a zip member with an absolute path or `..`",
+    "needs-pillow-heif": "a HEIC/HEIF photo, and pillow-heif is not installed",
 }
+# PIL transpose that turns a stored image upright, per EXIF orientation (as PIL.ImageOps.exif_transpose)
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
 _JPEG_FORMATS = ("JPEG", "MPO")  # MPO = camera JPEG with an extra preview image; the first frame is a JPEG
 
 
@@ -51,7 +68,9 @@ class Checked:
     width: int = 0
     converted_from: str = ""  # "" or e.g. "png", "jpeg-cmyk"
     encoded: bytes | None = None
-    phash: int = 0  # 64-bit perceptual hash (near-duplicate search)
+    phash: int = 0  # 64-bit perceptual hash (near-duplicate search), of the upright image
+    orientation: int = 1  # EXIF orientation to apply to the STORED bytes when decoding
+    exif_problem: str = ""  # a damaged EXIF block or invalid orientation (read as 1), for a warning
 
     @property
     def ok(self) -> bool:
@@ -107,6 +126,8 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, *, structure: 
     """
     if not data:
         return None, Header("empty-file")
+    if heif.is_heif(data) and not heif.available():  # registers the HEIF opener when it is installed
+        return None, Header("needs-pillow-heif", "HEIF")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own, lower limit
@@ -206,16 +227,22 @@ def check_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Checked
     if image is None:
         return Checked(header.problem, header.height, header.width)
     width, height = header.width, header.height
+    orientation, problem = jpeg_orientation(data) if image.format in _JPEG_FORMATS else (1, "")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own, lower limit
             if image.format in _JPEG_FORMATS and image.mode == "RGB":
                 image.draft("RGB", (64, 64))  # DCT-scaled decode: reads every byte, ~10x less work
                 image.load()
-                return Checked("", height, width, phash=_phash(image))
+                small = image.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else image
+                return Checked("", height, width, phash=_phash(small), orientation=orientation, exif_problem=problem)
             converted_from = image.format.lower() if image.format not in _JPEG_FORMATS else f"jpeg-{image.mode.lower()}"
             image.seek(0)  # GIF/WebP animations: the first frame
             image.load()
+            if image.format in _JPEG_FORMATS:  # the same reading of the tag as for stored originals
+                image = image.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else image
+            else:
+                image = ImageOps.exif_transpose(image)  # PNG/WebP/HEIF may carry an orientation too
             rgb = _to_rgb(image)
     except Image.DecompressionBombError:
         return Checked("too-many-pixels")
@@ -227,4 +254,5 @@ def check_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Checked
         return Checked("decode-error")
     out = io.BytesIO()
     rgb.save(out, format="JPEG", quality=JPEG_QUALITY)
-    return Checked("", rgb.height, rgb.width, converted_from, out.getvalue(), _phash(rgb))
+    return Checked("", rgb.height, rgb.width, converted_from, out.getvalue(), _phash(rgb), exif_problem=problem)
+

@@ -7,7 +7,8 @@
 Each part deduplicated its own share; merge repeats the duplicate/leakage analysis over every part's
 record metadata (records.csv: no image bytes), so an exact duplicate split across two machines is still
 kept once (the shard holding the dropped copy is rewritten without it). Split and label index need no
-fix-up: the split comes from the content hash and the class list from file names, identical everywhere.
+fix-up: the split comes from the content hash or a split folder's name, and the class list from file
+names, identical everywhere.
 Shards are then renamed into DIR under global names, each recorded by a done-marker, and the manifest
 is written last; a killed merge is finished by running it again.
 """
@@ -25,7 +26,7 @@ from catdog.csvfile import read_dicts
 from catdog.data import manifest as manifest_lib
 from catdog.data import pack_manifest
 from catdog.data.dedupe import Candidate, analyse
-from catdog.data.pack_plan import shard_file
+from catdog.data.pack_plan import SPLIT_RANK, shard_file
 from catdog.data.pack_state import PART_NAME, PARTIAL_DIR, RECORDS_FILE, clear, finish, marker_path, part_dir, read_existing
 from catdog.data.records import parse_example
 from catdog.errors import DataError
@@ -93,7 +94,9 @@ def _merge(out: str, overwrite: bool) -> dict:
 
     # global duplicate analysis over every part's kept records, in the order a single pack uses
     records = [{**r, "part": i} for i, (path, _) in enumerate(parts) for r in read_dicts(manifest_lib.join(path, RECORDS_FILE))]
-    records.sort(key=lambda r: (not r["label"], int(r["source"]), r["id"]))
+    # the order a single pack uses (pack_plan.plan): given train before val before test; copies of one
+    # photo split by content hash share their split, so the final split ranks them the same way
+    records.sort(key=lambda r: (not r["label"], SPLIT_RANK.get(r["split"], 0), int(r["source"]), r["id"]))
     report = analyse([Candidate(r["sha256"], int(r["phash"], 16), r["label"]) for r in records])
     drops: dict[tuple[int, str], set[str]] = {}  # (part, shard file) -> ids to leave out
     for r, keep in zip(records, report.keep):
@@ -142,11 +145,12 @@ def _merge(out: str, overwrite: bool) -> dict:
         return records[i]["path"]
 
     part_dups = [row for path, _ in parts for row in read_dicts(manifest_lib.join(path, "duplicates.csv"))
-                 if row["kind"] != "near"]
+                 if row["kind"] not in ("near", "exact-unlabeled-kept")]  # both redone below
     dup_rows = [(r["kind"], r["kept"], r["duplicate"], r["distance"]) for r in part_dups]
     dup_rows += [("exact", path_of(a), path_of(b), 0) for a, b in report.exact]
     dup_rows += [("label-conflict", path_of(a), path_of(b), 0) for a, b in report.conflicts]
     dup_rows += [("near", path_of(a), path_of(b), d) for a, b, d in report.near]
+    dup_rows += [("exact-unlabeled-kept", path_of(a), path_of(b), 0) for a, b in report.copies]
     leak_rows = [(kind, path_of(a), records[a]["split"], path_of(b), d) for kind, a, b, d in report.leakage]
     rejects = [(r["path"], r["reason"]) for path, _ in parts for r in read_dicts(manifest_lib.join(path, "rejected.csv"))]
     stats = [m.get("stats", {}) for _, m in parts]
@@ -159,7 +163,8 @@ def _merge(out: str, overwrite: bool) -> dict:
         fingerprint=fingerprint, config=first["config"], sources=sources, classes=classes, splits=splits,
         rejects=rejects, converted=Counter(r["converted_from"] for r in kept if r["converted_from"]),
         duplicates={"exact": sum(1 for r in dup_rows if r[0] == "exact"), "near": len(report.near),
-                    "label_conflicts": sum(1 for r in dup_rows if r[0] == "label-conflict")},
+                    "label_conflicts": sum(1 for r in dup_rows if r[0] == "label-conflict"),
+                    "unlabeled_copies": len(report.copies)},
         leakage=len(leak_rows),
         stats={"seconds": round(slowest + time.perf_counter() - start, 2),
                "images_per_second": round(num_files / max(slowest, 1e-9), 1),

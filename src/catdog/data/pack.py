@@ -5,7 +5,8 @@
 Four passes, none of which holds image bytes in the parent (memory stays flat from 5k to 50k images):
 1. scan     names only (scan.py): layout, label, id per file;
 2. check    workers read + decode-check + hash every file (imagecheck.py) and return ~200 bytes each;
-3. plan     dedupe (dedupe.py), split by content hash (split.py), order, cut into shards of ~shard_size;
+3. plan     dedupe (dedupe.py), split as given by split folders or by content hash (split.py), order, cut
+            into shards of ~shard_size;
 4. write    workers re-read their shard's files and write it with tf.io.TFRecordWriter.
 Each shard is written under a temporary name and renamed when complete, with a done-marker in `.partial/`
 recording what it holds; the manifest is written last. A killed pack therefore never leaves a shard that a manifest claims,
@@ -25,6 +26,7 @@ import time
 from collections import Counter
 
 from catdog import lock, progress as progress_lib
+from catdog.data import heif
 from catdog.data import manifest as manifest_lib
 from catdog.data import pack_manifest, pack_state as state
 from catdog.data import pack_plan as plan_lib
@@ -39,11 +41,12 @@ from catdog.outputs import check_pack_folder, disk_full
 
 DEFAULT_SHARD_SIZE = 128 * 2**20  # TFDS's guidance: 64-256 MB shards read fast and parallelise well
 _CHUNK = 32  # images per check task: big enough to amortise IPC, small enough for a smooth progress bar
+RECORD_VERSION = 2  # 2: image/orientation, unlabeled copies kept; part of the fingerprint, so an older pack is redone
 
 
 def _fingerprint(sources: list[Source], config: dict, part: tuple[int, int] | None = None) -> str:
     """Identifies what a pack was made from: every source file's name/size/mtime (or zip CRC) + options."""
-    blob = json.dumps({"format": manifest_lib.FORMAT, "config": config, "part": part,
+    blob = json.dumps({"format": manifest_lib.FORMAT, "records": RECORD_VERSION, "config": config, "part": part,
                        "sources": [(s.layout, s.kind, s.digest) for s in sources]}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -90,7 +93,11 @@ def pack(sources, out, *, val_fraction: float = 0.2, seed: int = 0, shard_size: 
     if not (isinstance(num_workers, int) and num_workers >= 1 and 0 <= worker_index < num_workers):
         raise ConfigError(f"--worker-index must be in [0, --num-workers), got {worker_index} of {num_workers}")
     check_pack_folder(out)  # never write into a folder of someone else's files (checked before any work)
-    found, items, rejects = scan([str(s) for s in sources])
+    notices: list[str] = []  # one-line warnings: given splits, ignored sub-folders, damaged EXIF tags
+    found, items, rejects = scan([str(s) for s in sources], notices)
+    heif_item = next((it for it in items if heif.is_heif_name(it.member)), None)
+    if heif_item is not None:
+        heif.require(display_path(found[heif_item.source], heif_item))
     classes = sorted({it.label for it in items if it.label})  # from names: identical on every machine
     config = {"val_fraction": float(val_fraction), "seed": seed, "shard_size": int(shard_size),
               "max_pixels": int(max_pixels)}
@@ -112,14 +119,14 @@ def pack(sources, out, *, val_fraction: float = 0.2, seed: int = 0, shard_size: 
 
         with progress_lib.reporter(progress) as report, \
                 Runner(min(workers, max(1, len(items) // _CHUNK)), found, max_pixels) as runner:
-            entries, source_bytes = _check_all(runner, report, found, items, rejects)
+            entries, source_bytes = _check_all(runner, report, found, items, rejects, notices)
             plan, report_rows = plan_lib.plan(entries, rejects, val_fraction, seed, shard_size, found, classes,
                                               part is not None)
             shards = _write_all(runner, report, plan, out, fingerprint)
 
         manifest = _manifest(found, config, fingerprint, plan, shards, rejects, report_rows,
                              seconds=time.perf_counter() - start, num_files=num_files,
-                             source_bytes=source_bytes)
+                             source_bytes=source_bytes, notices=notices)
         records = None
         if part is not None:
             manifest["part"] = part
@@ -134,8 +141,9 @@ def _makedirs(path: str) -> None:
     tf.io.gfile.makedirs(path)
 
 
-def _check_all(runner, report, found, items, rejects):
-    """Pass 2: decode-check + hash every item in the workers. Returns usable entries (in scan order)."""
+def _check_all(runner, report, found, items, rejects, notices):
+    """Pass 2: decode-check + hash every item in the workers. Returns usable entries (in scan order);
+    a damaged EXIF orientation becomes a warning in `notices`."""
     chunks = [[(i, it.source, it.member) for i, it in enumerate(items[k:k + _CHUNK], start=k)]
               for k in range(0, len(items), _CHUNK)]
     advance = report.task("check", len(items))
@@ -144,12 +152,14 @@ def _check_all(runner, report, found, items, rejects):
     for row in runner.check(chunks, advance):
         results[row[0]] = row[1:]
     entries = []
-    for item, (reason, sha, phash, height, width, converted, stored, size) in zip(items, results):
+    for item, (reason, sha, phash, height, width, converted, stored, size, orientation, problem) in zip(items, results):
         source_bytes += size
         if reason:
             rejects.append((display_path(found[item.source], item), reason))
-        else:
-            entries.append(Entry(item, sha, phash, height, width, converted, stored))
+            continue
+        if problem:
+            notices.append(f"{display_path(found[item.source], item)}: {problem}; read as upright (orientation 1)")
+        entries.append(Entry(item, sha, phash, height, width, converted, stored, orientation))
     return entries, source_bytes
 
 
@@ -167,7 +177,7 @@ def _write_all(runner, report, plan: Plan, out: str, fingerprint: str) -> dict[s
             infos[file] = info
             continue
         records = [(e.item.source, e.item.member, e.sha256, label_index.get(e.item.label, UNLABELED), e.item.label,
-                    e.item.image_id, e.converted_from, e.height, e.width) for e in members]
+                    e.item.image_id, e.converted_from, e.height, e.width, e.orientation) for e in members]
         specs.append({"file": file, "out": out, "marker": state.marker_path(out, file), "digest": digest,
                       "records": records})
     advance = report.task("write", sum(len(s["records"]) for s in specs))
@@ -177,7 +187,8 @@ def _write_all(runner, report, plan: Plan, out: str, fingerprint: str) -> dict[s
             for split, shards in plan.splits.items()}
 
 
-def _manifest(found, config, fingerprint, plan: Plan, shards, rejects, rows, *, seconds, num_files, source_bytes):
+def _manifest(found, config, fingerprint, plan: Plan, shards, rejects, rows, *, seconds, num_files, source_bytes,
+              notices=()):
     splits = {}
     for split in manifest_lib.SPLITS:
         counts = Counter(e.item.label for shard in plan.splits[split] for e in shard)
@@ -192,7 +203,8 @@ def _manifest(found, config, fingerprint, plan: Plan, shards, rejects, rows, *, 
         converted=Counter(e.converted_from for e in stored if e.converted_from),
         duplicates=rows["counts"], leakage=len(rows["leakage"]),
         stats={"seconds": round(seconds, 2), "images_per_second": round(num_files / max(seconds, 1e-9), 1),
-               "source_bytes": source_bytes})
+               "source_bytes": source_bytes},
+        turned=sum(1 for e in stored if e.orientation != 1), warnings=list(notices))
 
 
 def inspect(directory, verify: bool = True) -> tuple[dict, list[str]]:

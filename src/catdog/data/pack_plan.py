@@ -1,6 +1,6 @@
 """Pack's planning pass: from the small per-image metadata of the check pass to the list of shards to write.
 
-Dedupe (dedupe.py), split by content hash (split.py), order by a salted hash of the id, and cut each
+Dedupe (dedupe.py), split as a split folder gives it or by content hash (split.py), order by a salted hash of the id, and cut each
 split into contiguous shards of ~shard_size bytes. Pure bookkeeping: no I/O, no pixels, so it is cheap
 and the same inputs always give the same plan (which is what lets a killed pack resume shard by shard).
 """
@@ -32,6 +32,7 @@ class Entry:
     width: int
     converted_from: str
     stored_bytes: int
+    orientation: int = 1  # EXIF orientation of the stored bytes (record feature image/orientation)
 
 
 @dataclass
@@ -65,13 +66,20 @@ def plan_shards(entries: list[Entry], shard_size: int) -> list[list[Entry]]:
 
 def plan(entries, rejects, val_fraction, seed, shard_size, found, classes, allow_empty=False) -> tuple[Plan, dict]:
     """Dedupe, split, order, shard. Returns the plan and the rows of duplicates.csv / leakage.csv."""
-    # labeled before unlabeled, then by source and id: decides which copy of a duplicate is kept
-    entries.sort(key=lambda e: (not e.item.label, e.item.source, e.item.image_id))
+    # labeled before unlabeled, given train before val before test, then by source and id: decides which
+    # copy of a labeled duplicate is kept (a val copy of a train photo is the one dropped)
+    entries.sort(key=lambda e: (not e.item.label, SPLIT_RANK[e.item.split], e.item.source, e.item.image_id))
     report = analyse([Candidate(e.sha256, e.phash, e.item.label) for e in entries])
     kept = [e for e, k in zip(entries, report.keep) if k]
     by_split: dict[str, list[Entry]] = {s: [] for s in manifest_lib.SPLITS}
     for e in kept:
         by_split[split_of(e, seed, val_fraction)].append(e)
+    labeled_test = [e for e in by_split["test"] if e.item.label]
+    if labeled_test and len(labeled_test) < len(by_split["test"]):
+        unlabeled = next(e for e in by_split["test"] if not e.item.label)
+        raise DataError(f"{display_path(found[labeled_test[0].item.source], labeled_test[0].item)} is a labeled test "
+                        f"image but {display_path(found[unlabeled.item.source], unlabeled.item)} is an unlabeled one: "
+                        "one pack's test split is either labeled or unlabeled; pack them into separate folders")
     if not kept and not allow_empty:
         raise DataError(f"{', '.join(s.path for s in found)}: no usable images "
                         f"({len(rejects)} rejected: {reasons_text(Counter(r for _, r in rejects))})")
@@ -86,15 +94,23 @@ def plan(entries, rejects, val_fraction, seed, shard_size, found, classes, allow
     rows = {
         "duplicates": [("exact", ident(a), ident(b), 0) for a, b in report.exact]
         + [("label-conflict", ident(a), ident(b), 0) for a, b in report.conflicts]
-        + [("near", ident(a), ident(b), d) for a, b, d in report.near],
+        + [("near", ident(a), ident(b), d) for a, b, d in report.near]
+        + [("exact-unlabeled-kept", ident(a), ident(b), 0) for a, b in report.copies],
         "leakage": [(kind, ident(a), split_of(entries[a], seed, val_fraction), ident(b), d)
                     for kind, a, b, d in report.leakage],
-        "counts": {"exact": len(report.exact), "near": len(report.near), "label_conflicts": len(report.conflicts)},
+        "counts": {"exact": len(report.exact), "near": len(report.near), "label_conflicts": len(report.conflicts),
+                   "unlabeled_copies": len(report.copies)},
     }
     return Plan(classes, splits), rows
 
 
+SPLIT_RANK = {"": 0, "train": 0, "val": 1, "test": 2}
+
+
 def split_of(entry: Entry, seed: int, val_fraction: float) -> str:
+    """A split folder's split as given; otherwise test for unlabeled images, else by content hash."""
+    if entry.item.split:
+        return entry.item.split
     return assign_split(entry.sha256, seed=seed, val_fraction=val_fraction, labeled=bool(entry.item.label))
 
 

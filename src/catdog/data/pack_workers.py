@@ -42,7 +42,8 @@ def init_worker(sources: list[tuple[str, str]], max_pixels: int, progress_queue)
 
 
 def check_chunk(chunk: list[tuple[int, int, str]]) -> list[tuple]:
-    """[(position, source, member)] -> [(position, reason, sha256, phash, h, w, converted_from, stored_bytes, source_bytes)]."""
+    """[(position, source, member)] -> [(position, reason, sha256, phash, h, w, converted_from, stored_bytes,
+    source_bytes, orientation, exif_problem)]."""
     out = []
     for position, source, member in chunk:
         try:
@@ -52,12 +53,12 @@ def check_chunk(chunk: list[tuple[int, int, str]]) -> list[tuple]:
             continue
         except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error, RuntimeError):
             # a zip member with a bad CRC / broken deflate stream, or encrypted (RuntimeError): a reject, not a crash
-            out.append((position, "unreadable", "", 0, 0, 0, "", 0, 0))
+            out.append((position, "unreadable", "", 0, 0, 0, "", 0, 0, 1, ""))
             continue
         checked = check_image(data, max_pixels=_MAX_PIXELS)
         stored = len(checked.encoded) if checked.encoded is not None else len(data)
         out.append((position, checked.reason, hashlib.sha256(data).hexdigest(), checked.phash, checked.height,
-                    checked.width, checked.converted_from, stored, len(data)))
+                    checked.width, checked.converted_from, stored, len(data), checked.orientation, checked.exif_problem))
     return out
 
 
@@ -66,7 +67,7 @@ def write_shard(spec: dict) -> dict:
     final = manifest_lib.join(spec["out"], spec["file"])
     count = 0
     with atomic.writing(final) as tmp, tf.io.TFRecordWriter(tmp) as writer:
-        for source, member, sha, label, text, image_id, converted, height, width in spec["records"]:
+        for source, member, sha, label, text, image_id, converted, height, width, orientation in spec["records"]:
             data = _READER.read(source, member)
             if hashlib.sha256(data).hexdigest() != sha:
                 raise DataError(f"{_READER.path(source)}/{member}: file changed while packing; run the pack again")
@@ -75,7 +76,8 @@ def write_shard(spec: dict) -> dict:
                 checked = check_image(data, max_pixels=_MAX_PIXELS)
                 encoded, height, width = checked.encoded, checked.height, checked.width
             writer.write(make_example(encoded=encoded, height=height, width=width, label=label, label_text=text,
-                                      image_id=image_id, source=member, sha256=sha, converted_from=converted))
+                                      image_id=image_id, source=member, sha256=sha, converted_from=converted,
+                                      orientation=orientation))
             count += 1
             if _PROGRESS is not None and count % 16 == 0:
                 _PROGRESS(16)

@@ -104,7 +104,7 @@ def load(
         encoded = features["image/encoded"]
         if max_pixels is not None:
             encoded = within_pixel_limit(encoded, max_pixels)
-        image = decode_and_resize(encoded, target, resize)
+        image = decode_and_resize(encoded, target, resize, features["image/orientation"])
         if training and augment is not None:
             image = augment(image)
         label = tf.cast(features["image/class/label"], tf.int32)

@@ -23,6 +23,8 @@ FEATURES = {
     "image/source": tf.io.FixedLenFeature([], tf.string),  # path relative to its source (inside a zip too)
     "image/sha256": tf.io.FixedLenFeature([], tf.string),  # hex sha256 of the ORIGINAL source file
     "image/converted_from": tf.io.FixedLenFeature([], tf.string),  # b"" or the original format, e.g. b"png"
+    # EXIF orientation 1..8 to apply after decoding (the bytes stay original); packs older than it read as 1
+    "image/orientation": tf.io.FixedLenFeature([], tf.int64, default_value=1),
 }
 
 
@@ -45,6 +47,7 @@ def make_example(
     source: str,
     sha256: str,
     converted_from: str = "",
+    orientation: int = 1,
 ) -> bytes:
     """Serialize one image record; `encoded` must be JPEG bytes."""
     example = tf.train.Example(
@@ -60,6 +63,7 @@ def make_example(
                 "image/source": _bytes(source.encode()),
                 "image/sha256": _bytes(sha256.encode()),
                 "image/converted_from": _bytes(converted_from.encode()),
+                "image/orientation": _int(orientation),
             }
         )
     )

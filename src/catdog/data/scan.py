@@ -1,13 +1,8 @@
-"""Find the images in each pack source (a folder or a .zip) and give each a stable id and label.
+"""Find the images in each pack source (a folder or a .zip) and give each a stable id, label and split.
 
-The layout is decided per source from file NAMES, never from contents (contents are checked later):
-
-    flat      Kaggle `train/`: `<class>.<id>.<ext>`  -> label `<class>`, id `cat.123` (the stem)
-    classes   `SRC/<class>/...`                     -> label = sub-folder, id `<class>/<stem>`
-    numbered  Kaggle `test1/`: `<number>.<ext>`      -> unlabeled (split `test`), id = the number
-
-A zip is read in place with `zipfile`, never extracted; content under one top folder (Kaggle's
-`train.zip` holds `train/cat.1.jpg`) is looked at from inside that folder. A file that fits no layout
+The layout is decided per source from file NAMES by catdog.data.layout (flat Kaggle names, class
+folders, numbered test files, split folders train/ val/ test/), never from contents (contents are
+checked later). A zip is read in place with `zipfile`, never extracted. A file that fits no layout
 becomes a reject with a reason (one stray file never aborts a pack); a source where nothing fits is a
 DataError. Only small metadata is kept per file: bytes are read later, by the worker that needs them.
 """
@@ -17,15 +12,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import re
 import zipfile
 from dataclasses import dataclass
 
+from catdog.data.layout import LAYOUTS, detect  # noqa: F401 - re-exported: scan is where callers look
 from catdog.errors import DataError
-
-LAYOUTS = ("flat", "classes", "numbered")
-_FLAT = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9]+)$")  # cat.123.jpg
-_NUMBERED = re.compile(r"^(\d+)\.([A-Za-z0-9]+)$")  # 123.jpg
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +38,12 @@ class Item:
     member: str
     image_id: str
     label: str  # class name; "" = unlabeled (split `test`)
+    split: str = ""  # "" = by content hash; "train" | "val" | "test" when a split folder gave it
 
 
 def _hidden(rel: str) -> bool:
-    # .DS_Store, .git/, __MACOSX/ (zip resource forks) are never images
-    return any(part.startswith(".") or part == "__MACOSX" for part in rel.split("/"))
+    # .DS_Store, .git/, __MACOSX/ (zip resource forks) are never images; `..` is not hidden but unsafe (layout.py)
+    return any((part.startswith(".") and part != "..") or part == "__MACOSX" for part in rel.split("/"))
 
 
 def list_folder(root: str, broken: list | None = None) -> list[tuple[str, str]]:
@@ -93,53 +85,9 @@ def list_zip(path: str) -> list[tuple[str, str]]:
     return sorted((i.filename, f"{i.file_size}:{i.CRC:08x}") for i in infos if not i.is_dir() and not _hidden(i.filename))
 
 
-def _top_prefix(names: list[str]) -> str:
-    """'train/' when every name sits under one top folder (Kaggle's train.zip), repeated for nested folders."""
-    prefix = ""
-    while True:
-        rest = [n[len(prefix):] for n in names]
-        tops = {r.split("/", 1)[0] for r in rest}
-        if len(tops) != 1 or any("/" not in r for r in rest):
-            return prefix
-        prefix += tops.pop() + "/"
-
-
-def _stem(name: str) -> str:
-    return name.rsplit(".", 1)[0] if "." in name.rsplit("/", 1)[-1] else name
-
-
-def detect(names: list[str], where: str) -> tuple[str, list[tuple[str, str, str]], list[tuple[str, str]]]:
-    """Relative names -> (layout, [(name, image_id, label)], [(name, reason)]). Pure: no I/O.
-
-    Sub-folders win (class folders; loose top-level files are rejected); otherwise whichever of the flat
-    and numbered patterns matches more names decides, and the names it does not match are rejected.
-    """
-    if not names:
-        raise DataError(f"{where}: no files found (empty folder)")
-    nested = [n for n in names if "/" in n]
-    if nested:
-        images = [(n, f"{n.split('/', 1)[0]}/{_stem(n.split('/', 1)[1])}", n.split("/", 1)[0]) for n in nested]
-        rejects = [(n, "not-in-class-folder") for n in names if "/" not in n]
-        return "classes", images, rejects
-    flat = {n: m for n in names if (m := _FLAT.match(n))}
-    numbered = {n: m for n in names if (m := _NUMBERED.match(n))}
-    if not flat and not numbered:
-        raise DataError(
-            f"{where}: no recognisable labels (expected class sub-folders like cat/ and dog/, names like "
-            f"cat.1.jpg, or numbered files like 1.jpg; found e.g. {names[0]!r})"
-        )
-    if len(flat) >= len(numbered):
-        images = [(n, f"{m.group(1)}.{m.group(2)}", m.group(1)) for n, m in flat.items()]
-        layout = "flat"
-    else:
-        images = [(n, m.group(1), "") for n, m in numbered.items()]
-        layout = "numbered"
-    matched = {n for n, _, _ in images}
-    return layout, images, [(n, "unrecognised-name") for n in names if n not in matched]
-
-
-def scan_source(path: str, index: int = 0) -> tuple[Source, list[Item], list[tuple[str, str]]]:
-    """One SRC -> (Source, items, rejects as (display path, reason)). DataError for a missing/empty/unlabeled source."""
+def scan_source(path: str, index: int = 0, notices: list[str] | None = None) -> tuple[Source, list[Item], list[tuple[str, str]]]:
+    """One SRC -> (Source, items, rejects as (display path, reason)). DataError for a missing/empty/unlabeled
+    source; one-line warnings (ignored sub-folders, given splits) are appended to `notices`."""
     path = os.path.abspath(os.path.expanduser(str(path)))
     broken: list[tuple[str, str]] = []
     if os.path.isdir(path):
@@ -151,12 +99,13 @@ def scan_source(path: str, index: int = 0) -> tuple[Source, list[Item], list[tup
     else:
         raise DataError(f"{path}: source folder does not exist")
     names = [name for name, _ in entries]
-    prefix = _top_prefix(names) if kind == "zip" else ""
-    layout, images, rejects = detect([n[len(prefix):] for n in names], path)
+    found = detect(names, path)
+    if notices is not None:
+        notices.extend(found.notices)
     digest = hashlib.sha256("\n".join(f"{n}\t{token}" for n, token in entries).encode()).hexdigest()
-    source = Source(path=path, kind=kind, layout=layout, num_files=len(names), digest=digest)
-    items = _unique_ids([Item(index, prefix + rel, image_id, label) for rel, image_id, label in images])
-    return source, items, [(f"{path}/{prefix}{rel}", reason) for rel, reason in rejects + broken]
+    source = Source(path=path, kind=kind, layout=found.layout, num_files=len(names), digest=digest)
+    items = _unique_ids([Item(index, f.name, f.image_id, f.label, f.split) for f in found.images])
+    return source, items, [(f"{path}/{name}", reason) for name, reason in found.rejects + broken]
 
 
 def _unique_ids(items: list[Item]) -> list[Item]:
@@ -170,19 +119,19 @@ def _unique_ids(items: list[Item]) -> list[Item]:
             n = 2
             while image_id in seen:
                 image_id, n = f"{item.image_id}#{n}", n + 1
-            item = Item(item.source, item.member, image_id, item.label)
+            item = Item(item.source, item.member, image_id, item.label, item.split)
         seen.add(image_id)
         out.append(item)
     return out
 
 
-def scan(paths: list[str]) -> tuple[list[Source], list[Item], list[tuple[str, str]]]:
-    """All sources -> (sources, items with pack-wide unique ids, rejects)."""
+def scan(paths: list[str], notices: list[str] | None = None) -> tuple[list[Source], list[Item], list[tuple[str, str]]]:
+    """All sources -> (sources, items with pack-wide unique ids, rejects); warnings go to `notices`."""
     if not paths:
         raise DataError("no source given: name at least one folder or .zip to pack")
     sources, items, rejects = [], [], []
     for index, path in enumerate(paths):
-        source, found, bad = scan_source(path, index)
+        source, found, bad = scan_source(path, index, notices)
         sources.append(source)
         items.extend(found)
         rejects.extend(bad)

@@ -3,7 +3,8 @@ dynamic batching -> JSON. It holds no model and no preprocessing of its own: the
 (`catdog.predictors.load_predictor`) owns the model, `catdog.data.decode` owns decoding.
 
 Routes:
-    POST /predict        one image, multipart field `file` or the raw request body
+    POST /predict        one image, multipart field `file` or the raw request body; `?preview=1` adds
+                         `input_preview`, the model input as a data: URL (JPEG), for the web page
     POST /predict/batch  several multipart files -> one result (or error) each, in upload order
     GET  /health         liveness, queue length and the batch sizes run so far
     GET  /model          classes, backbone, input size, training metrics, limits
@@ -14,6 +15,7 @@ Routes:
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import logging
@@ -37,7 +39,7 @@ from catdog.errors import ConfigError, ModelError
 from catdog.predictors import Predictor
 from catdog.serve.batcher import BatcherStopped, DynamicBatcher
 from catdog.serve.docs import BATCH_BODY, PREDICT_BODY, add_offline_docs
-from catdog.serve.images import Decoder, RejectedImage, check_header
+from catdog.serve.images import Decoder, RejectedImage, check_header, preview_jpeg
 
 log = logging.getLogger("catdog.serve")
 
@@ -135,19 +137,19 @@ def create_app(
     async def _gone(request: Request, exc: ClientDisconnect) -> Response:  # e.g. closed by the body timeout
         return Response(status_code=400)
 
-    async def classify(data: bytes) -> dict[str, Any]:
+    async def classify(data: bytes, preview: bool = False) -> dict[str, Any]:
         nonlocal large_waiting
         loop = asyncio.get_running_loop()
         # header fields only (cheap, on the event loop): where to queue it; the decoder checks the whole file
         _, width, height = check_header(data, max_pixels, structure=False)
         if large_pixels is None or width * height <= large_pixels:
-            image = await loop.run_in_executor(app.state.decode_pool, decoder, data)  # RejectedImage on bad input
+            image, warning = await loop.run_in_executor(app.state.decode_pool, decoder.decode, data)  # RejectedImage on bad input
         else:
             if large_waiting >= LARGE_QUEUE * large_workers:
                 raise RejectedImage(503, f"busy decoding other large images ({large_waiting} waiting); retry shortly")
             large_waiting += 1
             try:
-                image = await loop.run_in_executor(app.state.large_pool, decoder, data)
+                image, warning = await loop.run_in_executor(app.state.large_pool, decoder.decode, data)
             finally:
                 large_waiting -= 1
         try:
@@ -158,10 +160,16 @@ def create_app(
             raise ModelFailed(str(e), status=503) from e
         except Exception as e:  # the model itself broke: logged by the batcher, reported to this client as a 500
             raise ModelFailed(f"the model failed: {type(e).__name__}: {e}") from e
-        return {
+        result = {
             "label": classes[int(np.argmax(probs))],
             "probabilities": {c: float(p) for c, p in zip(classes, probs)},
         }
+        if warning:
+            result["warning"] = warning
+        if preview:
+            jpeg = await loop.run_in_executor(app.state.decode_pool, preview_jpeg, image)
+            result["input_preview"] = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+        return result
 
     @app.post("/predict", openapi_extra=PREDICT_BODY)
     async def predict(request: Request) -> JSONResponse:
@@ -180,7 +188,7 @@ def create_app(
         else:
             filename, data = None, await _read_body(request, max_bytes)
         _check_size(data, max_bytes, filename)
-        result = await classify(data)
+        result = await classify(data, preview=request.query_params.get("preview") in ("1", "true"))
         body = {**result, "model": model_ref, "latency_ms": _ms(start)}
         if filename is not None:
             body["filename"] = filename

@@ -22,8 +22,15 @@ log = logging.getLogger("catdog.train")  # one logger for the whole run: train.l
 
 
 def keras_verbose() -> int:
-    """Keras' live progress bar in a terminal; in logs catdog's own one line per epoch is enough."""
+    """Keras' live progress bar in a terminal; in logs catdog's EpochProgress lines and one line per epoch."""
     return 1 if sys.stdout.isatty() else 0
+
+
+def _epoch_progress(phase: int, steps: int, batch_size: int, epochs: int) -> list:
+    """[EpochProgress] where Keras' own bar is off, else []: never two bars."""
+    from catdog.training.epoch_progress import EpochProgress
+
+    return [] if keras_verbose() else [EpochProgress(phase, steps, batch_size, epochs)]
 
 
 def _profile_phase(cfg, use_cache: bool) -> int:
@@ -72,7 +79,8 @@ def phase1_cached(cfg, run_dir, state, backbone, head, num_classes, weights, man
     head.fit(train_seq, validation_data=val_seq, epochs=cfg.epochs, initial_epoch=done, shuffle=False,
              verbose=keras_verbose(),
              callbacks=[recorder, tensorboard_callback(run_dir, 1, cfg.profile and _profile_phase(cfg, True) == 1,
-                                                       len(train_seq)), *callbacks])
+                                                       len(train_seq)),
+                        *_epoch_progress(1, len(train_seq), batch, cfg.epochs), *callbacks])
     state["phase1"]["seconds"] += time.perf_counter() - fit_start
     return head, val_cache
 
@@ -103,7 +111,8 @@ def phase_on_images(cfg, run_dir, state, phase, classifier, num_classes, weights
     classifier.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=done, steps_per_epoch=steps,
                    shuffle=False, verbose=keras_verbose(),
                    callbacks=[*backup, recorder, tensorboard_callback(run_dir, phase, cfg.profile and phase == _profile_phase(
-                       cfg, state["phase1"]["mode"] == "cached"), steps), *callbacks])
+                       cfg, state["phase1"]["mode"] == "cached"), steps),
+                       *_epoch_progress(phase, steps, global_batch_size(cfg), epochs), *callbacks])
     state[f"phase{phase}"]["seconds"] += time.perf_counter() - fit_start
     if multi:  # workers in sync end with equal weights: compare this line across the workers' logs
         from catdog.distribute import weights_checksum
