@@ -153,9 +153,9 @@ def test_large_images_decode_in_their_own_pool(monkeypatch):
     from catdog.serve.images import Decoder
 
     threads = []
-    real_call = Decoder.__call__
-    monkeypatch.setattr(Decoder, "__call__", lambda self, data: threads.append(threading.current_thread().name)
-                        or real_call(self, data))
+    real_decode = Decoder.decode
+    monkeypatch.setattr(Decoder, "decode", lambda self, data: threads.append(threading.current_thread().name)
+                        or real_decode(self, data))
     with TestClient(create_app(FakePredictor(), large_pixels=50 * 50)) as client:
         threads.clear()  # warm-up decodes
         assert client.post("/predict", content=encode(size=(40, 40))).status_code == 200

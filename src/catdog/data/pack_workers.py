@@ -49,7 +49,7 @@ def check_chunk(chunk: list[tuple[int, int, str]]) -> list[tuple]:
         try:
             data = _READER.read(source, member)
         except MemberTooLarge as e:  # a zip bomb: refused from the zip's directory, never inflated
-            out.append((position, e.reason, "", 0, 0, 0, "", 0, 0))
+            out.append((position, e.reason, "", 0, 0, 0, "", 0, 0, 1, ""))
             continue
         except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error, RuntimeError):
             # a zip member with a bad CRC / broken deflate stream, or encrypted (RuntimeError): a reject, not a crash
