@@ -4,6 +4,8 @@ batching (--max-batch 32) against batching off (--max-batch 1), same model, same
     $ python bench/serve_bench.py --clients 8 32 --duration 30
     $ python bench/serve_bench.py --model runs/lite0-20250101-120000     # a real run folder or export
     $ python bench/serve_bench.py --model null                           # HTTP + decode alone, no model
+    $ python bench/serve_bench.py --abuse 2000 --server-nofile 1024      # + 2000 half-sent connections
+    $ python bench/serve_bench.py --big-clients 16                       # + 16 clients sending 6000x6000 PNGs
 
 Without --model it builds an EfficientNet-Lite0 classifier from ../shared/weights (ImageNet backbone +
 GAP + Dense "logits", untrained head, wrapped like a run folder's calibrated model): the cost per request
@@ -73,14 +75,24 @@ def build_predictor(model: str | None, image_size: int):
 def run_server(args) -> None:
     import uvicorn
 
-    from catdog.serve import create_app
+    from catdog.serve import create_app, make_server
 
+    if args.server_nofile:  # a typical `ulimit -n` (1024) makes descriptor exhaustion reachable on loopback
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (args.server_nofile, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
     predictor = build_predictor(args.model, args.image_size)
-    app = create_app(predictor, max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms)
+    extra = {"large_pixels": None} if args.plain else {}
+    app = create_app(predictor, max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms, **extra)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))
-    uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, backlog=256)).run(sockets=[sock])
+    if args.plain:  # uvicorn as catdog used it before issue 13: no read timeouts, no cap, one decode pool
+        uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, backlog=256)).run(sockets=[sock])
+    else:
+        server = make_server(app, log_level="warning", header_timeout=args.header_timeout)
+        server.config.access_log, server.config.backlog = False, 256
+        server.run(sockets=[sock])
 
 
 def free_port() -> int:
@@ -92,9 +104,12 @@ def free_port() -> int:
 def start_server(args, max_batch: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, __file__, "--serve-only", "--port", str(port), "--max-batch", str(max_batch),
-           "--batch-wait-ms", str(args.batch_wait_ms), "--image-size", str(args.image_size)]
+           "--batch-wait-ms", str(args.batch_wait_ms), "--image-size", str(args.image_size),
+           "--header-timeout", str(args.header_timeout), "--server-nofile", str(args.server_nofile)]
     if args.model:
         cmd += ["--model", args.model]
+    if args.plain:
+        cmd += ["--plain"]
     proc = subprocess.Popen(cmd)
     url = f"http://127.0.0.1:{port}"
     import httpx
@@ -131,14 +146,20 @@ async def load(url: str, photos: list[bytes], clients: int, duration: float, war
                 if t0 >= stop_at:
                     return
                 data = photos[next(counter) % len(photos)]
-                try:
-                    r = await http.post("/predict", content=data, headers={"content-type": "image/jpeg"})
+                try:  # a request still unanswered 5 s after the end is an error, not left out
+                    r = await asyncio.wait_for(http.post("/predict", content=data,
+                                                         headers={"content-type": "image/jpeg"}),
+                                               timeout=max(stop_at - t0, 0) + 5)
                     ok = r.status_code == 200 and "label" in r.json()
                     reason = f"HTTP {r.status_code}"
+                except asyncio.TimeoutError:
+                    ok, reason = False, "no answer"
                 except httpx.HTTPError as e:
                     ok, reason = False, type(e).__name__
                 t1 = time.perf_counter()
-                if t0 >= measure_from and t1 <= stop_at:
+                if ok and t1 > stop_at + 1.0:  # in flight at the end and stalled well past it: not fine
+                    ok, reason = False, "answered after the round ended"
+                if t0 >= measure_from:
                     if ok:
                         latencies.append(t1 - t0)
                     else:
@@ -199,6 +220,118 @@ def mean_batch(before: dict[int, int], after: dict[int, int]) -> float:
     return sum(k * n for k, n in counts.items()) / batches if batches else float("nan")
 
 
+async def slowloris(port: int, stop_at: float, stats: dict) -> None:
+    """One abusive client: sends half a request and waits; when the server closes it, pauses 0.5 s and repeats."""
+    while time.perf_counter() < stop_at:
+        writer = None
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Le")
+            await writer.drain()
+            stats["opened"] += 1
+            answer = await asyncio.wait_for(reader.read(64), timeout=max(stop_at - time.perf_counter(), 0.01))
+            stats[answer[:12].decode("latin-1") or "closed"] = stats.get(answer[:12].decode("latin-1") or "closed", 0) + 1
+        except asyncio.TimeoutError:
+            return
+        except OSError as e:
+            stats[type(e).__name__] = stats.get(type(e).__name__, 0) + 1
+        finally:
+            if writer is not None:
+                writer.close()
+        await asyncio.sleep(0.5)
+
+
+async def big_client(url: str, data: bytes, stop_at: float, stats: dict) -> None:
+    """A client sending a big-but-legal PNG again and again."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=url, timeout=120) as http:
+        while time.perf_counter() < stop_at:
+            try:
+                r = await http.post("/predict", content=data, headers={"content-type": "image/png"})
+                key = f"HTTP {r.status_code}"
+            except httpx.HTTPError as e:
+                key = type(e).__name__
+            stats[key] = stats.get(key, 0) + 1
+
+
+async def load_beside(url: str, photos: list[bytes], args, abuse: int, big: bytes | None) -> tuple[dict, dict]:
+    """Normal closed-loop clients (measured) while `abuse` half-sent connections or big-image clients run."""
+    port = int(url.rsplit(":", 1)[1])
+    stats: dict = {"opened": 0}
+    stop_at = time.perf_counter() + args.warmup + args.duration / args.rounds
+    extra = [slowloris(port, stop_at, stats) for _ in range(abuse)]
+    extra += [big_client(url, big, stop_at, stats) for _ in range(args.big_clients if big else 0)]
+    if extra:  # let the abusers take their connections first (up to 5 s), as they would on a real server
+        deadline = time.perf_counter() + 5.0
+        await asyncio.sleep(0.2)
+        while abuse and time.perf_counter() < deadline and sum(v for k, v in stats.items()) < abuse:
+            await asyncio.sleep(0.1)
+    normal, *_ = await asyncio.gather(load(url, photos, args.clients[0], args.duration / args.rounds, args.warmup),
+                                      *extra)
+    return normal, stats
+
+
+def big_png(side: int) -> bytes:
+    """A side x side RGB PNG of a smooth gradient: a legal photo-sized upload (a few MB) that is costly to decode."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    ramp = np.linspace(0, 255, side, dtype=np.float32)
+    pixels = np.stack([np.add.outer(ramp, ramp) / 2, np.tile(ramp, (side, 1)), np.tile(ramp[:, None], (1, side))], -1)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(buffer, format="PNG", optimize=False, compress_level=6)
+    return buffer.getvalue()
+
+
+def abuse_main(args, photos: list[bytes]) -> None:
+    """Normal clients' p50 / p99 / errors without and with the abuse, rounds alternating, on one server."""
+    big = big_png(args.big_size) if args.big_clients else None
+    if big is not None:
+        print(f"big image: {args.big_size}x{args.big_size} PNG, {len(big) / 2**20:.1f} MB, "
+              f"{args.big_clients} clients sending it in a loop", flush=True)
+    label = "plain uvicorn (before issue 13)" if args.plain else f"catdog serve (header timeout {args.header_timeout:g} s)"
+    proc, url = start_server(args, args.max_batch)
+    parts: dict[str, list] = {"without": [], "with": []}
+    abuser: dict[str, int] = {}
+    try:
+        for _ in range(args.rounds):
+            for scenario in ("without", "with"):
+                on = scenario == "with"
+                normal, stats = asyncio.run(load_beside(url, photos, args, args.abuse if on else 0,
+                                                        big if on else None))
+                parts[scenario].append(normal)
+                if on:
+                    for k, v in stats.items():
+                        abuser[k] = abuser.get(k, 0) + v
+                health = "down"
+                import httpx
+
+                try:
+                    health = f"{httpx.get(f'{url}/health', timeout=10).status_code}"
+                except httpx.HTTPError as e:
+                    health = type(e).__name__
+                print(f"  round {scenario:7s} abuse: {summarize([normal])['p50_ms']:.0f} / "
+                      f"{summarize([normal])['p99_ms']:.0f} ms, errors {summarize([normal])['errors']}, "
+                      f"/health after: {health}", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    what = (f"{args.abuse} half-sent connections" if args.abuse else "") + \
+        (f"{args.big_clients} clients x {args.big_size}x{args.big_size} PNG" if args.big_clients else "")
+    print(f"\n{label}, server RLIMIT_NOFILE {args.server_nofile or 'unchanged'}; abuse: {what}")
+    print("| normal clients | abuse | req/s | p50 ms | p99 ms | errors |")
+    print("|---|---|---|---|---|---|")
+    for scenario in ("without", "with"):
+        r = summarize(parts[scenario])
+        print(f"| {args.clients[0]} | {scenario} | {r['rps']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | "
+              f"{r['errors']} {r['error_kinds'] or ''} |")
+    print(f"abusers' outcomes: {abuser}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs; load average after: {os.getloadavg()[0]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="run folder, SavedModel folder, .tflite or .keras; 'null' = no model "
@@ -212,6 +345,16 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=32, help="batched configuration's --max-batch")
     parser.add_argument("--batch-wait-ms", type=float, default=5.0)
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--abuse", type=int, default=0, help="abuse mode: this many half-sent connections "
+                        "(re-opened when closed) beside the first --clients count of normal clients")
+    parser.add_argument("--big-clients", type=int, default=0, help="abuse mode: this many clients sending "
+                        "--big-size PNGs beside the normal clients")
+    parser.add_argument("--big-size", type=int, default=6000, help="side of the big PNG (6000: 36 MP, under the "
+                        "40 MP limit)")
+    parser.add_argument("--plain", action="store_true", help="serve with plain uvicorn and one decode pool, as "
+                        "before issue 13 (for comparison)")
+    parser.add_argument("--header-timeout", type=float, default=10.0, help="the server's --header-timeout")
+    parser.add_argument("--server-nofile", type=int, default=0, help="the server's RLIMIT_NOFILE (0: unchanged)")
     parser.add_argument("--serve-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -228,6 +371,8 @@ def main() -> None:
           f"{args.warmup:.0f} s warm-up; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
 
+    if args.abuse or args.big_clients:
+        return abuse_main(args, photos)
     alone = model_alone(args, photos)
     print(f"model alone: {alone[1]:.1f} images/s at batch 1, {alone[args.max_batch]:.1f} at batch {args.max_batch} "
           f"({alone[args.max_batch] / alone[1]:.2f}x, the most batching can gain); "

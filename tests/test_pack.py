@@ -205,11 +205,13 @@ def test_interrupted_pack_is_finished_by_rerunning(tmp_path, monkeypatch):
     assert len(calls) == total - 2  # the two finished shards were skipped
     assert shard_shas(resumed) == shard_shas(reference)
     assert inspect(out)[1] == []
-    # a pack whose manifest and one shard were lost: re-running restores exactly the same pack
-    (out / "manifest.json").unlink()
-    next(out.glob("train-*.tfrecord")).unlink()
-    assert shard_shas(quick(src, out, shard_size=3000)) == shard_shas(reference)
     assert not list(out.glob(".tmp-*")) and not (out / PARTIAL_DIR).exists()  # leftovers are cleared
+    # a folder whose manifest was lost is no longer recognisably a pack: its files are left alone (issue 13)
+    (out / "manifest.json").unlink()
+    left = sorted(p.name for p in out.iterdir())
+    with pytest.raises(DataError, match="holds no catdog pack"):
+        quick(src, out, shard_size=3000)
+    assert sorted(p.name for p in out.iterdir()) == left
 
 
 def test_output_holding_a_different_pack_is_refused_unless_overwrite(tmp_path):

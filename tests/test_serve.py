@@ -293,8 +293,7 @@ def test_bad_config_and_sizes():
 
 
 def test_cli_wiring(tmp_path, monkeypatch):
-    """`catdog serve MODEL ...` loads the predictor and hands uvicorn an app with those limits (uvicorn mocked)."""
-    import uvicorn
+    """`catdog serve MODEL ...` binds the port, loads the predictor and hands the server an app with those limits."""
     from typer.testing import CliRunner
 
     import catdog.cli
@@ -302,19 +301,20 @@ def test_cli_wiring(tmp_path, monkeypatch):
     catdog.cli._register_commands()
     loaded, calls = [], []
     import catdog.predictors
+    import catdog.serve
 
-    monkeypatch.setattr(catdog.predictors, "load_predictor",
-                        lambda path, runtime: loaded.append((path, runtime)) or FakePredictor())
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append((app, kwargs)))
+    monkeypatch.setattr(catdog.predictors, "load_predictor", lambda path, runtime: loaded.append((path, runtime)) or FakePredictor())
+    monkeypatch.setattr(catdog.serve, "run_app", lambda app, sock, **kwargs: calls.append((app, sock.getsockname(), kwargs)))
 
     # Typer runs a lone command without its name; once the other command modules exist, `serve` is a subcommand.
     serve = ["serve"] if len(catdog.cli.app.registered_commands) > 1 else []
-    result = CliRunner().invoke(catdog.cli.app, [*serve, str(tmp_path), "--port", "8123", "--max-bytes", "2MB",
-                                                 "--max-batch", "4", "--batch-wait-ms", "2"])
+    result = CliRunner().invoke(catdog.cli.app, [*serve, str(tmp_path), "--port", "0", "--max-bytes", "2MB",
+                                                 "--max-batch", "4", "--batch-wait-ms", "2", "--header-timeout", "3"])
     assert result.exit_code == 0, result.output
     assert [(str(p), r) for p, r in loaded] == [(str(tmp_path), "auto")]  # auto: LiteRT on a CPU, TF on a GPU
-    (app, kwargs), = calls
-    assert kwargs["host"] == "127.0.0.1" and kwargs["port"] == 8123
+    (app, (host, port), kwargs), = calls
+    assert host == "127.0.0.1" and port > 0  # bound before the model was loaded
+    assert kwargs["header_timeout"] == 3 and kwargs["body_timeout"] == 30 and kwargs["max_connections"] == 256
     with TestClient(app) as client:
         limits = client.get("/model").json()["limits"]
     assert limits["max_bytes"] == 2 * 2**20 and limits["max_batch"] == 4 and limits["batch_wait_ms"] == 2

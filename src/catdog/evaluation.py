@@ -27,6 +27,7 @@ from catdog import atomic, progress as progress_lib
 from catdog.classes import is_binary
 from catdog.data.manifest import SPLITS
 from catdog.errors import ConfigError, DataError
+from catdog.outputs import check_report_folder
 
 MISTAKES = 24  # thumbnails on the mistakes page
 
@@ -35,6 +36,9 @@ MISTAKES = 24  # thumbnails on the mistakes page
 class EvalResult:
     out_dir: Path
     metrics: dict
+
+
+REPORT_FILES = ("metrics.json", "predictions.csv", "confusion_matrix.png", "mistakes.html")
 
 
 def eval_dir(run_dir, split: str, tta: str = "none") -> Path:
@@ -66,6 +70,7 @@ def evaluate(run_dir, data, split: str = "val", *, tta: str = "none", batch_size
     if list(manifest["classes"]) != list(run.classes):
         raise DataError(f"{data}: classes {manifest['classes']} differ from the model's {run.classes} ({run_dir}); "
                         "evaluate on a pack made from the same class folders")
+    check_report_folder(eval_dir(run.run_dir, split, tta), REPORT_FILES, protected=[data], what="evaluate output")
     expected = int(info["num_examples"])
     predictor = KerasPredictor.from_run(run, runtime=runtime)
     dataset = load(data, split, run.image_size, batch_size=batch_size, resize=run.resize, with_ids=True)

@@ -35,8 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from catdog import atomic
+from catdog import atomic, lock
 from catdog.errors import ConfigError, ModelError
+from catdog.outputs import check_output_file, check_output_folder, disk_full
 # metadata helpers live apart so that predictors can read exports without importing the exporter
 from catdog.export_metadata import (METADATA_FORMAT, SAVED_MODEL_METADATA, find_saved_model,  # noqa: F401
                                     metadata_path, read_metadata)
@@ -101,7 +102,7 @@ def _metadata(run, fmt: str, quantize: str) -> dict:
 def export(run_dir, fmt: str, out_dir, *, quantize: str = "none", parity_samples: int = PARITY_SAMPLES,
            version: int | None = None, eval_images: int | None = None) -> ExportResult:
     """Export the run's calibrated model; returns where it went, the parity difference and the measured report."""
-    from catdog import export_report
+    from catdog import export_report, export_tflite
     from catdog.export_tflite import REPRESENTATIVE_IMAGES
     from catdog.run import load_run
 
@@ -122,15 +123,29 @@ def export(run_dir, fmt: str, out_dir, *, quantize: str = "none", parity_samples
     out_dir = Path(out_dir)
     if not out_dir.parent.is_dir():
         raise ConfigError(f"{out_dir}: parent folder {out_dir.parent} does not exist")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"{out_dir}: exists and is not a folder")
+    check_output_folder(out_dir, what="--out")  # not a symlink, not a file
     run = load_run(run_dir)
     wanted = max(eval_images, REPRESENTATIVE_IMAGES if quantize == "int8" else 0)
     val, labels, val_source = export_report.val_images(run, wanted)
     if quantize == "int8" and val is None:
         raise ConfigError(f"--format tflite --quantize int8 needs representative images from the run's packed val "
                           f"split, which is not reachable ({val_source})")
+    final = {"savedmodel": None, "keras": out_dir / "model.keras", "onnx": out_dir / "model.onnx",
+             "tflite": export_tflite.tflite_path(out_dir, quantize)}[fmt]
+    for target in ([] if final is None else [final, metadata_path(final)]):  # replace only our own exports
+        check_output_file(target, protected=[run_dir], what="--out", replaceable=_is_own_export)
+    check_output_file(out_dir / export_report.EXPORT_JSON, protected=[run_dir], what="--out",
+                      replaceable=lambda _: True)  # catdog's own report file: never a symlink or a device
     out_dir.mkdir(exist_ok=True)
+    with lock.exclusive(out_dir, "export"), disk_full(out_dir, "exporting"):  # one writer per export folder
+        return _export_into(run, fmt, out_dir, quantize, version, parity_samples, val, labels, val_source,
+                            eval_images)
+
+
+def _export_into(run, fmt, out_dir, quantize, version, parity_samples, val, labels, val_source, eval_images):
+    from catdog import export_report
+    from catdog.export_tflite import REPRESENTATIVE_IMAGES
+
     encoded, parity_source = parity_images(run, parity_samples)
     writer = {"savedmodel": _export_saved_model, "tflite": _export_tflite, "onnx": _export_onnx,
               "keras": _export_keras}[fmt]
@@ -149,6 +164,15 @@ def export(run_dir, fmt: str, out_dir, *, quantize: str = "none", parity_samples
     export_report.record(out_dir, result.path, {"format": fmt, "quantize": quantize, "parity": metadata["parity"],
                                                 **result.report})
     return result
+
+
+def _is_own_export(path: Path) -> bool:
+    """A model file or its .json written by an earlier `catdog export` (format marker in the .json)."""
+    meta = path if path.name.endswith(".json") else metadata_path(path)
+    try:
+        return json.loads(meta.read_text()).get("format") == METADATA_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _check_parity(diff: float, quantize: str, path: Path, fmt: str = "") -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from catdog.data import heif
-from catdog.data.scan import list_folder, list_zip
+from catdog.data.scan import check_member, list_folder, list_zip
 from catdog.errors import DataError
 from catdog.imageformats import IMAGE_EXTENSIONS
 
@@ -68,6 +68,7 @@ class _Zip:
             with zipfile.ZipFile(self.path) as zf:
                 for image_id, member in zip(self.ids, self.members):
                     try:
+                        check_member(zf.getinfo(member), self.path)  # zip bombs: refused before inflating
                         data = zf.read(member)
                     except (zipfile.BadZipFile, OSError, RuntimeError, zlib.error):
                         data = b""  # decodes to an error below; `read` gives the real reason
@@ -78,6 +79,7 @@ class _Zip:
 
     def read(self, index: int) -> bytes:
         with zipfile.ZipFile(self.path) as zf:
+            check_member(zf.getinfo(self.members[index]), self.path)
             return zf.read(self.members[index])
 
 

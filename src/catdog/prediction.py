@@ -20,8 +20,10 @@ import numpy as np
 
 from catdog import csvfile, progress as progress_lib
 from catdog.classes import is_binary
+from catdog.data.imagecheck import BadImage, read_header
 from catdog.errors import ConfigError, DataError
 from catdog.inputs import RAW, Inputs, collect_inputs, natural_key
+from catdog.outputs import check_output_file, disk_full
 from catdog.predictors import TTA_MODES, Predictor, load_predictor, predict_batch
 
 MAX_LISTED = 10  # bad images named in a one-line error; the rest are counted
@@ -53,7 +55,7 @@ def run_predictions(predictor: Predictor, inputs: Inputs, *, batch_size: int = 3
     size, mode = predictor.image_size, predictor.resize
 
     def decode(image_id, data, orientation):
-        data = heif_to_jpeg(data)
+        data = heif_to_jpeg(header_checked(data))  # pixel limit etc. before any decode
         status = tf.cond(orientation == RAW, lambda: orientation_status(data), lambda: orientation)
         return image_id, status, decode_and_resize(data, size, mode, status)
 
@@ -115,6 +117,10 @@ def diagnose(inputs: Inputs, image_id: str, image_size, mode: str) -> str:
         except DataError as e:
             return str(e).split(": ", 1)[-1]
     try:
+        read_header(data)  # the pre-decode check the stream applied (pixel limit, truncation, CRCs)
+    except BadImage as e:
+        return str(e)
+    try:
         decode_and_resize(tf.constant(data), image_size, mode)
     except tf.errors.InvalidArgumentError as e:
         message = e.message.split("[Op:")[0].split("}}")[-1].strip()
@@ -124,6 +130,20 @@ def diagnose(inputs: Inputs, image_id: str, image_size, mode: str) -> str:
             return f"corrupt or truncated JPEG: {message}"
         return message.splitlines()[0][:200]
     return "failed in the input pipeline, but decodes on its own"
+
+
+def header_checked(data):
+    """`data` (a scalar tf.string) once catdog.data.imagecheck.read_header accepts it: the same pixel limit and
+    checks as pack and serve, BEFORE any decode (a 20000x20000 PNG is refused without allocating 1.2 GB)."""
+    import tensorflow as tf
+
+    def check(encoded) -> np.bool_:
+        read_header(bytes(encoded))  # BadImage fails this element; `diagnose` reports the reason
+        return np.bool_(True)
+
+    ok = tf.numpy_function(check, [data], tf.bool, stateful=True)  # stateless would be pruned: unused output
+    with tf.control_dependencies([ok]):
+        return tf.identity(data)
 
 
 
@@ -137,6 +157,7 @@ class PredictSummary:
     images_per_second: float
     model: str
     classes: list[str]
+    replaced: bool = False  # an existing CSV at `output` was replaced
     format: str = "kaggle"
     warnings: list[str] = field(default_factory=list)  # one line each (damaged EXIF orientation, read as upright)
 
@@ -186,6 +207,9 @@ def predict(model, inputs, output, *, split: str = "test", skip_bad: bool = Fals
     """MODEL + INPUT... -> submission CSV at `output` (see the module docstring). `fmt`: see format_rows;
     `runtime`: auto | tensorflow | litert, as catdog.runtime."""
     output = check_output_path(output)
+    protected = [str(model), *(str(i) for i in inputs)]  # never written over (issue 13)
+    replaced = check_output_file(output, protected=protected, what="-o")
+    check_output_file(skipped_path(output), protected=protected, what="-o's .skipped.csv")
     if clip is not None and not 0.0 <= clip < 0.5:
         raise ConfigError(f"--clip must be in [0, 0.5); got {clip}")
     if batch_size < 1:
@@ -207,12 +231,13 @@ def predict(model, inputs, output, *, split: str = "test", skip_bad: bool = Fals
     probs = result.probs.astype(np.float64)
     if clip:
         probs = np.clip(probs, clip, 1.0 - clip)
-    if result.bad:
-        csvfile.write_csv(side, ["id", "name", "reason"], [list(b) for b in result.bad])
     header, rows = format_rows(result.ids, probs, predictor.classes, fmt)
-    csvfile.write_csv(output, header, rows)
+    with disk_full(output, "writing predictions"):
+        if result.bad:
+            csvfile.write_csv(side, ["id", "name", "reason"], [list(b) for b in result.bad])
+        csvfile.write_csv(output, header, rows)
     return PredictSummary(output=output, rows=len(rows), skipped=result.bad, skipped_file=side if result.bad else None,
                           seconds=result.seconds, images_per_second=result.images_per_second,
                           model=predictor.source, classes=list(predictor.classes), format=fmt,
-                          warnings=[f"{name}: {EXIF_WARNING}" for name in result.exif_problems])
+                          warnings=[f"{name}: {EXIF_WARNING}" for name in result.exif_problems], replaced=replaced)
 

@@ -45,5 +45,7 @@ def predict(
         typer.echo(f"skipped {len(summary.skipped)} unreadable images, listed in {summary.skipped_file}")
     columns = ("id,label = P(%s)" % summary.classes[1] if summary.format == "kaggle"
                else "id,predicted," + ",".join(summary.classes))
+    if summary.replaced:
+        typer.echo(f"replaced the existing {summary.output}")
     typer.echo(f"wrote {summary.rows} predictions ({columns}) to {summary.output} in {summary.seconds:.1f} s "
                f"({summary.images_per_second:,.1f} images/s)")

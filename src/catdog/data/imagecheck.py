@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 
 import imagehash
@@ -26,7 +27,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from catdog.data import heif
 from catdog.data.exif import jpeg_orientation
 
-from catdog.imageformats import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, IMAGE_FORMATS  # noqa: F401  (one definition)
+from catdog.imageformats import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, IMAGE_FORMATS, IMAGE_FORMATS_TEXT  # noqa: F401  (one definition)
 
 JPEG_QUALITY = 95  # for converted images: visually lossless, ~1/3 the size of PNG photos
 REASONS = {
@@ -38,6 +39,12 @@ REASONS = {
     "unreadable": "the file could not be read (I/O error, bad zip member)",
     "unrecognised-name": "the file name fits no layout (e.g. not <class>.<id>.<ext> in a flat folder)",
     "not-in-class-folder": "a loose file beside class sub-folders",
+    "unsupported-format": "an image format predict and serve cannot read (see catdog.imageformats)",
+    "bad-crc": "a PNG chunk with a wrong checksum (corrupt file; libpng, hence predict and serve, refuse it)",
+    "too-large": "a zip member whose uncompressed size is above any image's (refused before reading)",
+    "compression-ratio": "a zip member that compresses far more than any photo (zip bomb; refused before reading)",
+    "dangling-link": "a symbolic link whose target does not exist",
+    "link-loop": "a symbolic link that points to itself (a loop)",
     "not-in-split-folder": "a loose file beside split folders (train/, val/, test/)",
     "in-sub-folder": "a file in a sub-folder of a Kaggle-style flat or numbered folder",
     "outside-data-folder": "a file beside the one folder that holds the data (a licence, a readme)",
@@ -106,11 +113,16 @@ _MALFORMED = (SyntaxError, ValueError, TypeError, EOFError, IndexError, ZeroDivi
 # ^ what Pillow's plugins raise for malformed headers/chunks: the file is unusable, not our bug
 
 
-def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS):
-    """The ONE header check (pack and serve): -> (lazy PIL image or None, Header).
+def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, *, structure: bool = True):
+    """The ONE header check (pack, predict, evaluate and serve): -> (lazy PIL image or None, Header).
 
     Pillow parses only the header here, so a 100000x100000 PNG is refused before anything is allocated.
     The image is returned only when the header is acceptable; decoding it is the caller's next step.
+    With `structure` (the default) the whole file is also checked without decoding it, because libjpeg
+    and Pillow are lenient where libpng and TF are not (so pack accepted what predict and serve refused):
+    a JPEG shorter than its declared size can be (libjpeg fills the rest with grey: a 633-byte "6000x6000"
+    photo) is `truncated`; a PNG whose critical chunks have a wrong CRC (Pillow never checks IDAT's) is
+    `bad-crc`. A server skips it only to choose a queue, and runs it before decoding.
     """
     if not data:
         return None, Header("empty-file")
@@ -133,7 +145,80 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS):
         return None, Header("too-many-pixels", image.format, width, height)
     if width < 1 or height < 1:
         return None, Header("decode-error", image.format, width, height)
+    if image.format not in IMAGE_FORMATS:
+        return None, Header("unsupported-format", image.format, width, height)
+    if structure:
+        problem, detail = _structure_problem(data, image.format, width, height)
+        if problem:
+            return None, Header(problem, image.format, width, height, detail)
     return image, Header("", image.format, width, height)
+
+
+# A Huffman-coded JPEG spends at least one bit on every 8x8 block of luma (baseline: a DC code and an EOB;
+# progressive: the DC scan alone), so a file shorter than pixels/512 bytes cannot hold its declared image.
+_JPEG_MIN_BITS_PER_BLOCK = 1
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _structure_problem(data: bytes, fmt: str, width: int, height: int) -> tuple[str, str]:
+    """("", "") or (reason, detail) from the file's structure, without decoding a pixel."""
+    if fmt in _JPEG_FORMATS:
+        need = -(-width // 8) * -(-height // 8) * _JPEG_MIN_BITS_PER_BLOCK // 8
+        if len(data) < need:
+            return "truncated", (f"JPEG of {width}x{height} needs at least {need:,} bytes of data, the file has "
+                                 f"{len(data):,}")
+    elif fmt == "PNG":
+        offset = len(_PNG_SIGNATURE)
+        while offset + 12 <= len(data):
+            length, kind = struct.unpack(">I4s", data[offset:offset + 8])
+            end = offset + 8 + length
+            if end + 4 > len(data):
+                return "truncated", f"PNG chunk {kind.decode('latin-1')} runs past the end of the file"
+            if kind[:1].isupper() and zlib.crc32(data[offset + 4:end]) != struct.unpack(">I", data[end:end + 4])[0]:
+                return "bad-crc", f"PNG chunk {kind.decode('latin-1')} has a wrong CRC (the file is corrupt)"
+            if kind == b"IEND":
+                return "", ""
+            offset = end + 4
+        return "truncated", "PNG has no IEND chunk"
+    return "", ""
+
+
+class BadImage(ValueError):
+    """Not a usable image (from `read_header`); `reason` is a key of REASONS."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def read_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, *, structure: bool = True) -> tuple[str, int, int]:
+    """`open_image` for callers that decode elsewhere (predict, evaluate, serve): -> (format, width, height),
+    or BadImage with a one-line message that says what is wrong."""
+    image, header = open_image(data, max_pixels, structure=structure)
+    if image is not None:
+        image.close()
+        return header.format, header.width, header.height
+    fmt, width, height, problem = header.format, header.width, header.height, header.problem
+    if problem == "empty-file":
+        message = "empty file (0 bytes)"
+    elif problem == "not-an-image":
+        message = f"not an image (allowed formats: {IMAGE_FORMATS_TEXT})"
+    elif problem == "unsupported-format":
+        message = f"unsupported image format {fmt}; allowed formats: {IMAGE_FORMATS_TEXT}"
+    elif problem == "too-many-pixels" and not fmt:  # Pillow's own guard fired first
+        message = (f"image dimensions are absurd (over {2 * Image.MAX_IMAGE_PIXELS:,} pixels); "
+                   f"the limit is {max_pixels:,} pixels")
+    elif problem == "too-many-pixels":
+        message = f"image is {width}x{height} ({width * height:,} pixels); the limit is {max_pixels:,} pixels"
+    elif problem == "truncated":
+        message = f"truncated image, the data ends early ({header.detail})" if header.detail else "truncated image"
+    elif problem == "bad-crc":
+        message = header.detail
+    elif not fmt:
+        message = f"cannot read the image header: {header.detail}"
+    else:
+        message = f"{fmt} header claims {width}x{height} pixels"
+    raise BadImage(problem, message)
 
 
 def check_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Checked:

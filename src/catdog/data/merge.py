@@ -21,7 +21,7 @@ from collections import Counter
 
 import tensorflow as tf
 
-from catdog import atomic
+from catdog import atomic, lock
 from catdog.csvfile import read_dicts
 from catdog.data import manifest as manifest_lib
 from catdog.data import pack_manifest
@@ -30,6 +30,7 @@ from catdog.data.pack_plan import SPLIT_RANK, shard_file
 from catdog.data.pack_state import PART_NAME, PARTIAL_DIR, RECORDS_FILE, clear, finish, marker_path, part_dir, read_existing
 from catdog.data.records import parse_example
 from catdog.errors import DataError
+from catdog.outputs import disk_full
 
 
 def _parts(out: str) -> list[tuple[str, dict]]:
@@ -64,10 +65,15 @@ def _filter_shard(src: str, tmp: str, drop: set[str]) -> int:
 def merge(out, *, overwrite: bool = False, progress: bool = True) -> dict:
     """Merge out/part-*-of-N/ into one pack in `out`; returns its manifest. Re-running after success is a no-op."""
     del progress  # renames are instant; only shards with cross-part duplicates are rewritten
-    start = time.perf_counter()
     out = str(out)
     if not tf.io.gfile.isdir(out):
         raise DataError(f"{out}: folder does not exist (nothing to merge)")
+    with lock.exclusive(out, "merge"), disk_full(out, "merging"):  # one writer at a time; ENOSPC -> one line
+        return _merge(out, overwrite)
+
+
+def _merge(out: str, overwrite: bool) -> dict:
+    start = time.perf_counter()
     existing = read_existing(out)
     if existing is not None and existing.get("merged_from") and not any(
             PART_NAME.match(n.rstrip("/")) for n in tf.io.gfile.listdir(out)):

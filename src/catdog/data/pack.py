@@ -25,7 +25,7 @@ import os
 import time
 from collections import Counter
 
-from catdog import progress as progress_lib
+from catdog import lock, progress as progress_lib
 from catdog.data import heif
 from catdog.data import manifest as manifest_lib
 from catdog.data import pack_manifest, pack_state as state
@@ -37,6 +37,7 @@ from catdog.data.records import UNLABELED
 from catdog.data.scan import Source, display_path, scan
 from catdog.data.split import check_val_fraction
 from catdog.errors import ConfigError
+from catdog.outputs import check_pack_folder, disk_full
 
 DEFAULT_SHARD_SIZE = 128 * 2**20  # TFDS's guidance: 64-256 MB shards read fast and parallelise well
 _CHUNK = 32  # images per check task: big enough to amortise IPC, small enough for a smooth progress bar
@@ -91,6 +92,7 @@ def pack(sources, out, *, val_fraction: float = 0.2, seed: int = 0, shard_size: 
     out = str(out)
     if not (isinstance(num_workers, int) and num_workers >= 1 and 0 <= worker_index < num_workers):
         raise ConfigError(f"--worker-index must be in [0, --num-workers), got {worker_index} of {num_workers}")
+    check_pack_folder(out)  # never write into a folder of someone else's files (checked before any work)
     notices: list[str] = []  # one-line warnings: given splits, ignored sub-folders, damaged EXIF tags
     found, items, rejects = scan([str(s) for s in sources], notices)
     heif_item = next((it for it in items if heif.is_heif_name(it.member)), None)
@@ -108,26 +110,35 @@ def pack(sources, out, *, val_fraction: float = 0.2, seed: int = 0, shard_size: 
         fingerprint = _fingerprint(found, config, (worker_index, num_workers))
         out = state.part_dir(out, worker_index, num_workers)
     num_files = len(items) + len(rejects)
-    existing = state.prepare(out, fingerprint, overwrite)
-    if existing is not None:
-        return existing
+    check_pack_folder(out)
+    _makedirs(out)
+    with lock.exclusive(out, "pack"), disk_full(out, "packing"):  # one writer; ENOSPC -> one line
+        existing = state.prepare(out, fingerprint, overwrite)
+        if existing is not None:
+            return existing
 
-    with progress_lib.reporter(progress) as report, \
-            Runner(min(workers, max(1, len(items) // _CHUNK)), found, max_pixels) as runner:
-        entries, source_bytes = _check_all(runner, report, found, items, rejects, notices)
-        plan, report_rows = plan_lib.plan(entries, rejects, val_fraction, seed, shard_size, found, classes,
-                                          part is not None)
-        shards = _write_all(runner, report, plan, out, fingerprint)
+        with progress_lib.reporter(progress) as report, \
+                Runner(min(workers, max(1, len(items) // _CHUNK)), found, max_pixels) as runner:
+            entries, source_bytes = _check_all(runner, report, found, items, rejects, notices)
+            plan, report_rows = plan_lib.plan(entries, rejects, val_fraction, seed, shard_size, found, classes,
+                                              part is not None)
+            shards = _write_all(runner, report, plan, out, fingerprint)
 
-    manifest = _manifest(found, config, fingerprint, plan, shards, rejects, report_rows,
-                         seconds=time.perf_counter() - start, num_files=num_files,
-                         source_bytes=source_bytes, notices=notices)
-    records = None
-    if part is not None:
-        manifest["part"] = part
-        records = plan_lib.record_rows(plan, found)
-    state.finish(out, manifest, report_rows, rejects, records)
-    return manifest
+        manifest = _manifest(found, config, fingerprint, plan, shards, rejects, report_rows,
+                             seconds=time.perf_counter() - start, num_files=num_files,
+                             source_bytes=source_bytes, notices=notices)
+        records = None
+        if part is not None:
+            manifest["part"] = part
+            records = plan_lib.record_rows(plan, found)
+        state.finish(out, manifest, report_rows, rejects, records)
+        return manifest
+
+
+def _makedirs(path: str) -> None:
+    import tensorflow as tf  # a local path or a gs:// URL
+
+    tf.io.gfile.makedirs(path)
 
 
 def _check_all(runner, report, found, items, rejects, notices):

@@ -107,7 +107,8 @@ def finish(out: str, manifest: dict, rows: dict, rejects, records: list[tuple] |
     `rows` holds the "duplicates" and "leakage" rows; `records` (parts only) becomes records.csv.
     """
     if records is not None:
-        csvfile.write_csv(manifest_lib.join(out, RECORDS_FILE), RECORD_COLUMNS, records, lineterminator=csvfile.LF)
+        csvfile.write_csv(manifest_lib.join(out, RECORDS_FILE), RECORD_COLUMNS, records, lineterminator=csvfile.LF,
+                          escape=False)  # read back by merge: ids must match the records exactly
     csvfile.write_csv(manifest_lib.join(out, "rejected.csv"), ("path", "reason"), sorted(rejects),
                       lineterminator=csvfile.LF)
     csvfile.write_csv(manifest_lib.join(out, "duplicates.csv"), ("kind", "kept", "duplicate", "distance"),

@@ -22,7 +22,7 @@ from catdog import atomic
 from catdog.data import manifest as manifest_lib
 from catdog.data.imagecheck import DEFAULT_MAX_PIXELS, check_image
 from catdog.data.records import make_example
-from catdog.data.scan import Reader, Source
+from catdog.data.scan import MemberTooLarge, Reader, Source
 from catdog.errors import DataError
 
 # Test hook: a process that has written this many shards stops and waits to be killed, so a test can kill a
@@ -48,6 +48,9 @@ def check_chunk(chunk: list[tuple[int, int, str]]) -> list[tuple]:
     for position, source, member in chunk:
         try:
             data = _READER.read(source, member)
+        except MemberTooLarge as e:  # a zip bomb: refused from the zip's directory, never inflated
+            out.append((position, e.reason, "", 0, 0, 0, "", 0, 0, 1, ""))
+            continue
         except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error, RuntimeError):
             # a zip member with a bad CRC / broken deflate stream, or encrypted (RuntimeError): a reject, not a crash
             out.append((position, "unreadable", "", 0, 0, 0, "", 0, 0, 1, ""))

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
+import numpy as np
 import tensorflow as tf
 
 from catdog.data import manifest as manifest_lib
+from catdog.data.imagecheck import BadImage, read_header
+from catdog.imageformats import DEFAULT_MAX_PIXELS
 from catdog.data.decode import RESIZE_MODES, as_size, decode_and_resize
 from catdog.data.records import parse_example
 from catdog.errors import DataError
@@ -61,6 +64,7 @@ def load(
     repeat: bool = False,
     with_ids: bool = False,
     drop_remainder: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> tf.data.Dataset:
     """A batched pipeline over one split of a packed folder.
 
@@ -75,6 +79,9 @@ def load(
         augment: plain function image -> image (float32 0..255, HxWx3), applied per image when training.
         repeat: repeat forever (training only).
         with_ids: yield dicts {"image", "label", "id"} instead of (image, label) pairs.
+        max_pixels: a record whose image header claims more pixels fails the pipeline before it is decoded
+            (a hand-made or damaged pack cannot allocate gigabytes); `checked` turns that into a DataError.
+            Defaults to the pack limit (40 MP); None: no check.
 
     Returns:
         tf.data.Dataset of float32 images in 0..255 (preprocessing for the backbone happens inside the
@@ -94,7 +101,10 @@ def load(
 
     def to_example(serialized):
         features = parse_example(serialized)
-        image = decode_and_resize(features["image/encoded"], target, resize, features["image/orientation"])
+        encoded = features["image/encoded"]
+        if max_pixels is not None:
+            encoded = within_pixel_limit(encoded, max_pixels)
+        image = decode_and_resize(encoded, target, resize, features["image/orientation"])
         if training and augment is not None:
             image = augment(image)
         label = tf.cast(features["image/class/label"], tf.int32)
@@ -108,6 +118,42 @@ def load(
     return dataset.prefetch(AUTOTUNE)
 
 
+PIXEL_LIMIT_MESSAGE = "image header claims more pixels than the limit"
+
+
+def within_pixel_limit(encoded: tf.Tensor, max_pixels: int) -> tf.Tensor:
+    """`encoded` once its header is within `max_pixels`, checked before decoding: JPEG (every record catdog
+    packs) in-graph from its frame header; anything else by catdog.data.imagecheck.read_header."""
+
+    def jpeg_ok():
+        shape = tf.cast(tf.image.extract_jpeg_shape(encoded), tf.int64)
+        return shape[0] * shape[1] <= max_pixels
+
+    def other_ok():
+        def check(data) -> np.bool_:
+            try:
+                read_header(bytes(data), max_pixels)
+            except BadImage as e:
+                return np.bool_(e.reason not in ("too-many-pixels",))
+            return np.bool_(True)
+
+        return tf.numpy_function(check, [encoded], tf.bool, stateful=True)
+
+    ok = tf.cond(tf.io.is_jpeg(encoded), jpeg_ok, other_ok)
+    with tf.control_dependencies([tf.debugging.Assert(ok, [PIXEL_LIMIT_MESSAGE, max_pixels])]):
+        return tf.identity(encoded)
+
+
+def pipeline_error(error: Exception, directory: str, split: str) -> DataError | None:
+    """The one-line DataError for a pipeline failure caused by the data (None: not one of those, a bug)."""
+    if isinstance(error, tf.errors.DataLossError):  # a truncated or corrupted record (TFRecord CRC check)
+        return DataError(_damaged_shard(directory, split))
+    if isinstance(error, tf.errors.InvalidArgumentError) and PIXEL_LIMIT_MESSAGE in str(error.message):
+        return DataError(f"{directory}: split '{split}' holds an image whose header claims more pixels than the "
+                         "limit (40 MP by default); it was not decoded; re-pack the images with `catdog pack`")
+    return None
+
+
 def checked(batches: Iterable, directory: str = "", split: str = "") -> Iterator:
     """Iterate an evaluation dataset, turning the end-of-data count assertion into a one-line DataError."""
     iterator = iter(batches)
@@ -118,10 +164,13 @@ def checked(batches: Iterable, directory: str = "", split: str = "") -> Iterator
             return
         except (tf.errors.FailedPreconditionError, tf.errors.InvalidArgumentError) as e:
             if "expected to contain" not in str(e.message):
-                raise
+                problem = pipeline_error(e, directory, split)
+                if problem is None:
+                    raise
+                raise problem from None
             raise DataError(f"{directory}: split '{split}' does not match its manifest: {e.message.strip()}") from None
-        except tf.errors.DataLossError:  # a truncated or corrupted record (TFRecord CRC check)
-            raise DataError(_damaged_shard(directory, split)) from None
+        except tf.errors.DataLossError as e:  # a truncated or corrupted record (TFRecord CRC check)
+            raise pipeline_error(e, directory, split) from None
 
 
 def _damaged_shard(directory: str, split: str) -> str:

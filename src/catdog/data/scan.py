@@ -9,6 +9,7 @@ DataError. Only small metadata is kept per file: bytes are read later, by the wo
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import zipfile
@@ -45,8 +46,13 @@ def _hidden(rel: str) -> bool:
     return any((part.startswith(".") and part != "..") or part == "__MACOSX" for part in rel.split("/"))
 
 
-def list_folder(root: str) -> list[tuple[str, str]]:
-    """(relative posix path, change token) of every non-hidden file under `root`, in sorted order (pack, predict)."""
+def list_folder(root: str, broken: list | None = None) -> list[tuple[str, str]]:
+    """(relative posix path, change token) of every non-hidden file under `root`, in sorted order (pack, predict).
+
+    A symlink that leads nowhere (dangling, or a loop) has no size to list: with `broken` given, it goes
+    there as (path, reason) instead (pack lists it in rejected.csv); otherwise it is listed with the token
+    "broken" (predict then fails to read it and names it). Never a traceback.
+    """
     entries = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
@@ -55,7 +61,16 @@ def list_folder(root: str) -> list[tuple[str, str]]:
             if name.startswith("."):
                 continue
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            st = os.stat(os.path.join(dirpath, name))
+            try:
+                st = os.stat(os.path.join(dirpath, name))
+            except OSError as e:
+                reason = "link-loop" if e.errno == errno.ELOOP else "dangling-link" \
+                    if os.path.islink(os.path.join(dirpath, name)) else "unreadable"
+                if broken is None:
+                    entries.append((rel, "broken"))
+                else:
+                    broken.append((rel, reason))
+                continue
             entries.append((rel, f"{st.st_size}:{st.st_mtime_ns}"))
     return sorted(entries)
 
@@ -74,8 +89,9 @@ def scan_source(path: str, index: int = 0, notices: list[str] | None = None) -> 
     """One SRC -> (Source, items, rejects as (display path, reason)). DataError for a missing/empty/unlabeled
     source; one-line warnings (ignored sub-folders, given splits) are appended to `notices`."""
     path = os.path.abspath(os.path.expanduser(str(path)))
+    broken: list[tuple[str, str]] = []
     if os.path.isdir(path):
-        kind, entries = "dir", list_folder(path)
+        kind, entries = "dir", list_folder(path, broken)
     elif os.path.isfile(path) and (zipfile.is_zipfile(path) or path.lower().endswith(".zip")):
         kind, entries = "zip", list_zip(path)  # a broken .zip gets list_zip's "cannot read" error
     elif os.path.exists(path):
@@ -89,7 +105,7 @@ def scan_source(path: str, index: int = 0, notices: list[str] | None = None) -> 
     digest = hashlib.sha256("\n".join(f"{n}\t{token}" for n, token in entries).encode()).hexdigest()
     source = Source(path=path, kind=kind, layout=found.layout, num_files=len(names), digest=digest)
     items = _unique_ids([Item(index, f.name, f.image_id, f.label, f.split) for f in found.images])
-    return source, items, [(f"{path}/{name}", reason) for name, reason in found.rejects]
+    return source, items, [(f"{path}/{name}", reason) for name, reason in found.rejects + broken]
 
 
 def _unique_ids(items: list[Item]) -> list[Item]:
@@ -143,4 +159,33 @@ class Reader:
                 return f.read()
         if source not in self._zips:
             self._zips[source] = zipfile.ZipFile(path)
-        return self._zips[source].read(member)
+        info = self._zips[source].getinfo(member)
+        check_member(info, path)  # before a byte is inflated: a 2 GiB member of zeros is a 2 MB zip
+        return self._zips[source].read(info)
+
+
+# A zip member is refused from its directory entry, before reading: zipfile never inflates past the declared
+# size, so checking the declared size bounds memory. Photos barely compress (JPEG/PNG are compressed already);
+# only a big member that compresses more than MAX_RATIO is suspicious (a flat BMP may compress well, but small).
+MAX_MEMBER_BYTES = 256 * 2**20  # a 40 MP 32-bit BMP is 160 MB; nothing usable is larger
+MAX_RATIO = 100
+_RATIO_FLOOR = 4 * 2**20  # members smaller than this may compress as much as they like
+
+
+class MemberTooLarge(zipfile.BadZipFile):
+    """A zip member refused before reading; `reason` is a rejected.csv reason code."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def check_member(info: zipfile.ZipInfo, archive: str = "") -> None:
+    """MemberTooLarge when a member's declared size or compression ratio is beyond what a photo can be."""
+    name = f"{archive}:{info.filename}" if archive else info.filename
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise MemberTooLarge(f"{name}: {info.file_size:,} bytes uncompressed, above the {MAX_MEMBER_BYTES:,}-byte "
+                             "limit for one image", "too-large")
+    if info.file_size > _RATIO_FLOOR and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+        raise MemberTooLarge(f"{name}: compressed {info.file_size / max(info.compress_size, 1):,.0f}:1, above the "
+                             f"{MAX_RATIO}:1 limit (a zip bomb?)", "compression-ratio")

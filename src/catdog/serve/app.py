@@ -29,20 +29,26 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from catdog.imageformats import DEFAULT_MAX_PIXELS
 from catdog.errors import ConfigError, ModelError
 from catdog.predictors import Predictor
 from catdog.serve.batcher import BatcherStopped, DynamicBatcher
 from catdog.serve.docs import BATCH_BODY, PREDICT_BODY, add_offline_docs
-from catdog.serve.images import Decoder, RejectedImage, preview_jpeg
+from catdog.serve.images import Decoder, RejectedImage, check_header, preview_jpeg
 
 log = logging.getLogger("catdog.serve")
 
 _MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the file bytes
+# Images above LARGE_PIXELS are decoded in their own small pool: a burst of big-but-legal uploads (16 clients
+# with 6000x6000 PNGs) then queues behind itself, while small photos keep every other decode thread. It also
+# bounds decode memory: a 36 MP PNG takes ~0.5 GB while being decoded and resized.
+LARGE_PIXELS = 4_000_000
+LARGE_QUEUE = 8  # large images waiting per large-decode thread; beyond it 503 (retry later)
 
 
 class ModelFailed(ModelError):
@@ -62,6 +68,7 @@ def create_app(
     batch_wait_ms: float = 5.0,
     max_files: int = 32,
     decode_workers: int | None = None,
+    large_pixels: int | None = LARGE_PIXELS,
 ) -> FastAPI:
     """Build the app. Nothing runs until it is served (or entered with TestClient).
 
@@ -74,6 +81,8 @@ def create_app(
         batch_wait_ms: how long a request waits for others to share its batch. Defaults to `5`.
         max_files: most files in one /predict/batch request. Defaults to `32`.
         decode_workers: threads decoding uploads at once (bounds decode memory). Defaults to the CPU count.
+        large_pixels: images above this many pixels decode in a separate pool of decode_workers // 4 threads
+            (at least 1), so big uploads cannot starve small ones. None: one pool for all. Defaults to 4 MP.
     """
     for name, value, low in (("max_bytes", max_bytes, 1), ("max_pixels", max_pixels, 1),
                              ("max_batch", max_batch, 1), ("max_files", max_files, 1),
@@ -94,10 +103,13 @@ def create_app(
 
     batcher = DynamicBatcher(run_model, max_batch=max_batch, wait_ms=batch_wait_ms)
     workers = decode_workers or os.cpu_count() or 1
+    large_workers = max(1, workers // 4)
+    large_waiting = 0
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.decode_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="catdog-decode")
+        app.state.large_pool = ThreadPoolExecutor(max_workers=large_workers, thread_name_prefix="catdog-decode-large")
         loop = asyncio.get_running_loop()
         # Trace the decoder and the model before the first client arrives; a broken model stops start-up here.
         await loop.run_in_executor(app.state.decode_pool, decoder.warm_up)
@@ -108,6 +120,7 @@ def create_app(
         finally:
             await batcher.stop()
             app.state.decode_pool.shutdown(wait=True)
+            app.state.large_pool.shutdown(wait=True)
 
     app = FastAPI(title="catdog", summary=f"Classify photos with {predictor.name}", lifespan=lifespan,
                   docs_url=None, redoc_url=None)  # both load scripts from a CDN; /docs is served locally instead
@@ -120,9 +133,25 @@ def create_app(
     async def _refused(request: Request, exc: RejectedImage | ModelFailed) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> Response:  # e.g. closed by the body timeout
+        return Response(status_code=400)
+
     async def classify(data: bytes, preview: bool = False) -> dict[str, Any]:
+        nonlocal large_waiting
         loop = asyncio.get_running_loop()
-        image, warning = await loop.run_in_executor(app.state.decode_pool, decoder.decode, data)  # RejectedImage on bad input
+        # header fields only (cheap, on the event loop): where to queue it; the decoder checks the whole file
+        _, width, height = check_header(data, max_pixels, structure=False)
+        if large_pixels is None or width * height <= large_pixels:
+            image, warning = await loop.run_in_executor(app.state.decode_pool, decoder.decode, data)  # RejectedImage on bad input
+        else:
+            if large_waiting >= LARGE_QUEUE * large_workers:
+                raise RejectedImage(503, f"busy decoding other large images ({large_waiting} waiting); retry shortly")
+            large_waiting += 1
+            try:
+                image, warning = await loop.run_in_executor(app.state.large_pool, decoder.decode, data)
+            finally:
+                large_waiting -= 1
         try:
             probs = await batcher.submit(image)
         except ModelFailed:
@@ -199,16 +228,18 @@ def create_app(
             "batches": {str(size): count for size, count in sorted(batcher.batch_sizes.items())},
         }
 
+    public = _without_server_paths(info)
+
     @app.get("/model")
     async def model() -> dict[str, Any]:
         return {
-            **info,
+            **public,
             **model_ref,
             "classes": classes,
-            "backbone": info.get("backbone"),
+            "backbone": public.get("backbone"),
             "image_size": list(decoder.image_size),
             "resize": decoder.resize,
-            "metrics": info.get("metrics"),
+            "metrics": public.get("metrics"),
             "limits": {"max_bytes": max_bytes, "max_pixels": max_pixels, "max_batch": max_batch,
                        "batch_wait_ms": batch_wait_ms, "max_files": max_files},
         }
@@ -319,6 +350,17 @@ async def _read_form(request: Request, limit: int, *, max_files: int) -> FormDat
 
 def _uploads(form: FormData) -> list[tuple[str, UploadFile]]:
     return [(key, value) for key, value in form.multi_items() if isinstance(value, UploadFile)]
+
+
+def _without_server_paths(value: Any) -> Any:
+    """GET /model is public: absolute paths of the server's files become their last component."""
+    if isinstance(value, dict):
+        return {k: _without_server_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_server_paths(v) for v in value]
+    if isinstance(value, str) and (os.path.isabs(value) or value.startswith("~") or value.startswith("file:")):
+        return Path(value.rstrip("/")).name
+    return value
 
 
 def _jsonable(value: Any) -> Any:

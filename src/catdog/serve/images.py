@@ -17,7 +17,7 @@ from PIL import Image
 
 from catdog.data import exif, heif
 from catdog.data.decode import as_size, decode_and_resize
-from catdog.data.imagecheck import open_image
+from catdog.data.imagecheck import BadImage, read_header
 from catdog.errors import DataError
 from catdog.imageformats import DEFAULT_MAX_PIXELS, IMAGE_FORMATS, IMAGE_FORMATS_TEXT
 
@@ -33,33 +33,21 @@ class RejectedImage(DataError):
         self.status = status
 
 
-def check_header(data: bytes, max_pixels: int) -> tuple[str, int, int]:
-    """Encoded bytes -> (format, width, height) from the header alone (catdog.data.imagecheck.open_image, the
-    same check pack uses); raise RejectedImage with the HTTP status for each problem when unusable."""
-    image, header = open_image(data, max_pixels)
-    if image is not None:
-        image.close()
-    if header.problem == "empty-file":
-        raise RejectedImage(400, "the upload is empty")
-    if header.problem == "needs-pillow-heif":
-        raise RejectedImage(415, heif.INSTALL_HINT)
-    if header.problem == "too-many-pixels" and not header.format:  # Pillow's own guard fired first
-        raise RejectedImage(
-            422, f"image dimensions are absurd (over {2 * Image.MAX_IMAGE_PIXELS:,} pixels); "
-            f"the limit is {max_pixels:,} pixels"
-        )
-    if header.problem == "not-an-image":
-        raise RejectedImage(415, f"not an image (allowed formats: {_ALLOWED_TEXT})")
-    if not header.format:  # the header itself could not be read
-        raise RejectedImage(400, f"cannot read the image header: {header.detail}")
-    fmt, width, height = header.format, header.width, header.height
-    if fmt not in ALLOWED_FORMATS:
-        raise RejectedImage(415, f"unsupported image format {fmt}; allowed formats: {_ALLOWED_TEXT}")
-    if header.problem:  # too many pixels, or a zero dimension
-        raise RejectedImage(
-            422, f"image is {width}x{height} ({width * height:,} pixels); the limit is {max_pixels:,} pixels"
-        )
-    return fmt, width, height
+_STATUS = {"empty-file": 400, "not-an-image": 415, "unsupported-format": 415, "needs-pillow-heif": 415,
+           "too-many-pixels": 422}
+
+
+def check_header(data: bytes, max_pixels: int, *, structure: bool = True) -> tuple[str, int, int]:
+    """Encoded bytes -> (format, width, height) without decoding (catdog.data.imagecheck.read_header, the same
+    check pack and predict use); raise RejectedImage with the HTTP status for each problem when unusable.
+    `structure=False`: header fields only (to choose a decode queue); the decoder runs the full check."""
+    try:
+        return read_header(data, max_pixels, structure=structure)
+    except BadImage as e:
+        if e.reason == "needs-pillow-heif":
+            raise RejectedImage(415, heif.INSTALL_HINT) from None
+        message = "the upload is empty" if e.reason == "empty-file" else str(e)
+        raise RejectedImage(_STATUS.get(e.reason, 400), message) from None
 
 
 @functools.cache

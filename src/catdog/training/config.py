@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from catdog.errors import ConfigError
+from catdog.outputs import check_plain_name
 
 MONITORS = ("val_log_loss", "val_loss", "val_accuracy")
 SCHEDULES = ("cosine", "constant")
@@ -77,6 +78,8 @@ class TrainConfig:
             if isinstance(getattr(self, name), os.PathLike):
                 object.__setattr__(self, name, os.fspath(getattr(self, name)))
         _check_types(self)
+        if self.name is not None:
+            check_plain_name(self.name)  # `--name ../../x` must not leave --runs-dir
         if self.epochs is not None and self.epochs < 1:
             raise ConfigError(f"--epochs must be >= 1; got {self.epochs}")
         for name in ("batch_size",):

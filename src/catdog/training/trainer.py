@@ -6,12 +6,15 @@ strategy and mixed-precision policy, the chief/worker split, logging handlers an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
 
+from catdog import lock
 from catdog.errors import ConfigError, DataError, ModelError
 from catdog.model.loading import load_keras_model
+from catdog.resources import check_training_memory
 from catdog.training.config import TrainConfig, resolve
 from catdog.training.finalize import finalize
 from catdog.training.inputs import class_weights
@@ -54,6 +57,7 @@ def train(config: TrainConfig | None = None, *, resume=None, callbacks=()) -> Pa
         if config is None:
             raise ConfigError("train needs a config (or resume=RUN_DIR)")
         cfg = resolve(config)
+    check_training_memory(cfg.image_size, cfg.batch_size)  # before any folder exists (issue 13)
     strategy = distribute.make_strategy(cfg.strategy)  # before any model or dataset exists
     multi = distribute.is_multiworker(strategy)
     if multi and resume is None and cfg.name:
@@ -76,6 +80,7 @@ def train(config: TrainConfig | None = None, *, resume=None, callbacks=()) -> Pa
     previous_policy = keras.mixed_precision.dtype_policy()
     mixed = use_mixed_precision(cfg.mixed_precision)
     handlers: list[logging.Handler] = []
+    held = contextlib.ExitStack()  # the run folder's lock, released in `finally`
     try:
         if mixed:
             keras.mixed_precision.set_global_policy("mixed_float16")
@@ -85,6 +90,7 @@ def train(config: TrainConfig | None = None, *, resume=None, callbacks=()) -> Pa
         chief = distribute.is_chief()
         if resume is None:
             run_dir = new_run_dir(cfg) if chief or not multi else worker_run_dir(cfg)
+        held.enter_context(lock.exclusive(run_dir, "training run"))  # one writer per run folder
         handlers = attach_log(run_dir)
         state = RunState(run_dir)
         if resume is not None:
@@ -107,7 +113,15 @@ def train(config: TrainConfig | None = None, *, resume=None, callbacks=()) -> Pa
         if handlers:
             log.warning("interrupted; continue with: catdog train --resume %s", run_dir)
         raise
+    except Exception as e:
+        from catdog.data.pipeline import pipeline_error
+
+        problem = pipeline_error(e, cfg.data, "train/val")  # a damaged shard, named as evaluate names it
+        if problem is None:
+            raise
+        raise problem from None
     finally:
+        held.close()
         keras.mixed_precision.set_global_policy(previous_policy)
         for handler in handlers:
             log.removeHandler(handler)
