@@ -303,7 +303,7 @@ def test_cli_wiring(tmp_path, monkeypatch):
     import catdog.predictors
     import catdog.serve
 
-    monkeypatch.setattr(catdog.predictors, "load_predictor", lambda path: loaded.append(path) or FakePredictor())
+    monkeypatch.setattr(catdog.predictors, "load_predictor", lambda path, runtime: loaded.append((path, runtime)) or FakePredictor())
     monkeypatch.setattr(catdog.serve, "run_app", lambda app, sock, **kwargs: calls.append((app, sock.getsockname(), kwargs)))
 
     # Typer runs a lone command without its name; once the other command modules exist, `serve` is a subcommand.
@@ -311,7 +311,7 @@ def test_cli_wiring(tmp_path, monkeypatch):
     result = CliRunner().invoke(catdog.cli.app, [*serve, str(tmp_path), "--port", "0", "--max-bytes", "2MB",
                                                  "--max-batch", "4", "--batch-wait-ms", "2", "--header-timeout", "3"])
     assert result.exit_code == 0, result.output
-    assert [str(p) for p in loaded] == [str(tmp_path)]
+    assert [(str(p), r) for p, r in loaded] == [(str(tmp_path), "auto")]  # auto: LiteRT on a CPU, TF on a GPU
     (app, (host, port), kwargs), = calls
     assert host == "127.0.0.1" and port > 0  # bound before the model was loaded
     assert kwargs["header_timeout"] == 3 and kwargs["body_timeout"] == 30 and kwargs["max_connections"] == 256

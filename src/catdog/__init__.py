@@ -63,7 +63,7 @@ def evaluate(run, data=None, split: str = "val", **options) -> dict:
         run: a run folder written by train.
         data: the packed folder; None = the one the run was trained on (its config.json says which).
         split: val (default), train, or any other labeled split.
-        **options: catdog.evaluation.evaluate's keywords (tta, batch_size, mistakes, progress).
+        **options: catdog.evaluation.evaluate's keywords (tta, batch_size, mistakes, progress, runtime).
     """
     from catdog.evaluation import evaluate as run_evaluation
     from catdog.run import run_data_dir
@@ -73,7 +73,7 @@ def evaluate(run, data=None, split: str = "val", **options) -> dict:
 
 
 def predict(model, inputs, *, split: str = "test", batch_size: int = 32, tta: str = "none",
-            skip_bad: bool = False, progress: bool = False):
+            skip_bad: bool = False, progress: bool = False, runtime: str = "auto"):
     """Predict in memory: a pandas DataFrame, one row per image, sorted by id as in `catdog predict`'s CSV.
 
     Columns: "id" (as in the submission CSV: `12` for 12.jpg, `cat.3` for cat.3.jpg), one column of
@@ -87,6 +87,7 @@ def predict(model, inputs, *, split: str = "test", batch_size: int = 32, tta: st
         tta: "none" or "flip" (average with the mirrored image). Defaults to "none".
         skip_bad: leave out images that cannot be decoded instead of failing. Defaults to False.
         progress: show a progress bar. Defaults to False.
+        runtime: "auto" (LiteRT on a CPU, TensorFlow on a GPU), "tensorflow" or "litert". Defaults to "auto".
     """
     import numpy as np
     import pandas as pd
@@ -101,7 +102,7 @@ def predict(model, inputs, *, split: str = "test", batch_size: int = 32, tta: st
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1; got {batch_size}")
     paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    predictor = load_predictor(model)
+    predictor = load_predictor(model, runtime=runtime)
     sources = collect_inputs([str(p) for p in paths], split=split)
     result = run_predictions(predictor, sources, batch_size=batch_size, tta=tta, progress=progress)
     if result.bad and not skip_bad:

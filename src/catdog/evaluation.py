@@ -46,8 +46,8 @@ def eval_dir(run_dir, split: str, tta: str = "none") -> Path:
 
 
 def evaluate(run_dir, data, split: str = "val", *, tta: str = "none", batch_size: int = 32,
-             mistakes: int = MISTAKES, progress: bool = True) -> EvalResult:
-    """Run the calibrated model over one labeled split; write and return the metrics."""
+             mistakes: int = MISTAKES, progress: bool = True, runtime: str = "auto") -> EvalResult:
+    """Run the calibrated model (on `runtime`, as catdog.runtime) over one labeled split; write and return the metrics."""
     from catdog.data import load
     from catdog.data import manifest as manifest_lib
     from catdog.data.pipeline import checked
@@ -72,7 +72,7 @@ def evaluate(run_dir, data, split: str = "val", *, tta: str = "none", batch_size
                         "evaluate on a pack made from the same class folders")
     check_report_folder(eval_dir(run.run_dir, split, tta), REPORT_FILES, protected=[data], what="evaluate output")
     expected = int(info["num_examples"])
-    predictor = KerasPredictor.from_run(run)
+    predictor = KerasPredictor.from_run(run, runtime=runtime)
     dataset = load(data, split, run.image_size, batch_size=batch_size, resize=run.resize, with_ids=True)
 
     ids, labels, probs = [], [], []

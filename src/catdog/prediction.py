@@ -202,8 +202,10 @@ def format_rows(ids, probs: np.ndarray, classes, fmt: str | None = None) -> tupl
 
 
 def predict(model, inputs, output, *, split: str = "test", skip_bad: bool = False, clip: float | None = None,
-            batch_size: int = 32, tta: str = "none", progress: bool = True, fmt: str | None = None) -> PredictSummary:
-    """MODEL + INPUT... -> submission CSV at `output` (see the module docstring). `fmt`: see format_rows."""
+            batch_size: int = 32, tta: str = "none", progress: bool = True, fmt: str | None = None,
+            runtime: str = "auto") -> PredictSummary:
+    """MODEL + INPUT... -> submission CSV at `output` (see the module docstring). `fmt`: see format_rows;
+    `runtime`: auto | tensorflow | litert, as catdog.runtime."""
     output = check_output_path(output)
     protected = [str(model), *(str(i) for i in inputs)]  # never written over (issue 13)
     replaced = check_output_file(output, protected=protected, what="-o")
@@ -214,7 +216,7 @@ def predict(model, inputs, output, *, split: str = "test", skip_bad: bool = Fals
         raise ConfigError(f"--batch-size must be >= 1; got {batch_size}")
     if tta not in TTA_MODES:
         raise ConfigError(f"--tta must be one of {', '.join(TTA_MODES)}; got {tta!r}")
-    predictor = load_predictor(model)
+    predictor = load_predictor(model, runtime=runtime)
     fmt = resolve_format(fmt, predictor.classes)
     sources = collect_inputs([str(i) for i in inputs], split=split)
     result = run_predictions(predictor, sources, batch_size=batch_size, tta=tta, progress=progress)

@@ -17,6 +17,14 @@ class Split(str, Enum):
     test = "test"
 
 
+class Runtime(str, Enum):
+    """catdog.runtime.RUNTIMES, as a CLI choice (shared by evaluate, predict, serve, train)."""
+
+    auto = "auto"
+    tensorflow = "tensorflow"
+    litert = "litert"
+
+
 class TTA(str, Enum):
     none = "none"
     flip = "flip"
@@ -30,11 +38,12 @@ def evaluate(
     split: Annotated[Split, typer.Option(help="Labeled split to score; `test` is unlabeled.")] = Split.val,
     tta: Annotated[TTA, typer.Option(help="flip: average the plain and the mirrored view.")] = TTA.none,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
+    runtime: Annotated[Runtime, typer.Option(help="auto: LiteRT (XNNPACK) on a CPU, TensorFlow on a GPU; or force tensorflow | litert.")] = Runtime.auto,
 ) -> None:
     """Score RUN on every record of one split exactly once; write RUN/eval/<split>/."""
     from catdog.evaluation import evaluate as evaluate_run
 
-    result = evaluate_run(run, data, split.value, tta=tta.value, batch_size=batch_size)
+    result = evaluate_run(run, data, split.value, tta=tta.value, batch_size=batch_size, runtime=runtime.value)
     m = result.metrics
     auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.4f}"
     typer.echo(f"{m['split']}: {m['num_examples']} images, accuracy {m['accuracy']:.4f}, "

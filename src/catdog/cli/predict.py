@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from catdog.cli import app, handle_errors
-from catdog.cli.evaluate import TTA, Split
+from catdog.cli.evaluate import TTA, Runtime, Split
 
 
 @app.command()
@@ -23,6 +23,7 @@ def predict(
     clip: Annotated[Optional[float], typer.Option(help="Clip probabilities to c .. 1-c, e.g. 0.005 (log loss punishes over-confidence).")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
     tta: Annotated[TTA, typer.Option(help="flip: average the plain and the mirrored view.")] = TTA.none,
+    runtime: Annotated[Runtime, typer.Option(help="auto: LiteRT (XNNPACK) on a CPU, TensorFlow on a GPU; or force tensorflow | litert.")] = Runtime.auto,
     fmt: Annotated[Optional[str], typer.Option("--format", help="kaggle: id,label = P(second class) (2 classes); "
                                                "full: id,predicted,<one column per class>. Default: kaggle for "
                                                "2 classes, full for more.")] = None,
@@ -31,7 +32,8 @@ def predict(
     from catdog.prediction import predict as predict_images
 
     summary = predict_images(model, inputs, output, split=split.value, skip_bad=skip_bad, clip=clip,
-                             batch_size=batch_size, tta=tta.value, fmt=fmt)
+                             batch_size=batch_size, tta=tta.value, fmt=fmt,
+                             runtime=runtime.value)
     for line in summary.warnings[:20]:
         typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
     if len(summary.warnings) > 20:

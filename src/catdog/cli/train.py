@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from catdog.cli import app, handle_errors
+from catdog.cli.evaluate import Runtime
 
 
 class Resize(str, Enum):  # catdog.data.decode.RESIZE_MODES
@@ -76,18 +77,20 @@ def train(
     weights: Annotated[Optional[str], typer.Option(help="imagenet | none | PATH to a weights file. (default: imagenet; a model file's own)")] = None,
     image_size: Annotated[Optional[int], typer.Option(help="Input size in pixels. (default: the backbone's native size)")] = None,
     resize: Annotated[Optional[Resize], typer.Option(help="How images meet the input size. (default: squash)")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Phase-1 epochs (frozen backbone). (default: 10)")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Phase-1 epochs (frozen backbone). (default: 60 on cached features, 10 otherwise; early stopping)")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="(default: 32)")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Phase-1 learning rate. (default: 1e-3)")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Phase-1 peak learning rate. (default: 6e-3)")] = None,
     schedule: Annotated[Optional[Schedule], typer.Option(help="Learning-rate schedule. (default: cosine)")] = None,
     fine_tune_epochs: Annotated[Optional[int], typer.Option(help="Phase-2 epochs (unfrozen top of the backbone). (default: 0)")] = None,
     unfreeze: Annotated[Optional[str], typer.Option(help="Phase 2: top N layers, or a fraction like 0.2. (default: 0.2)")] = None,
     fine_tune_lr: Annotated[Optional[float], typer.Option(help="Phase-2 learning rate. (default: 1e-5)")] = None,
     dropout: Annotated[Optional[float], typer.Option(help="Dropout before the dense head. (default: 0.2)")] = None,
-    l2: Annotated[Optional[float], typer.Option(help="L2 penalty on the head kernel. (default: 1e-4)")] = None,
+    l2: Annotated[Optional[float], typer.Option(help="L2 penalty on the head kernel. (default: 1e-3)")] = None,
+    label_smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing of the training targets, in [0, 1). (default: 0)")] = None,
     class_weights: Annotated[Optional[ClassWeights], typer.Option(help="auto: balanced when classes are imbalanced. (default: auto)")] = None,
     cache: Annotated[Optional[bool], typer.Option("--cache/--no-cache", help="Phase 1 on cached backbone features. (default: cache)")] = None,
     cache_views: Annotated[Optional[int], typer.Option(help="Augmented views per training image in the cache. (default: 0)")] = None,
+    runtime: Annotated[Optional[Runtime], typer.Option(help="Runs the frozen backbone for the feature cache: auto = LiteRT on a CPU, TensorFlow on a GPU. (default: auto)")] = None,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Feature cache folder. (default: ~/.cache/catdog/features)")] = None,
     flip: Annotated[Optional[bool], typer.Option("--flip/--no-flip", help="Random left-right flip. (default: flip)")] = None,
     brightness: Annotated[Optional[float], typer.Option(help="Brightness jitter (fraction of 255), 0 = off. (default: 0.1)")] = None,
@@ -98,7 +101,7 @@ def train(
     runs_dir: Annotated[Optional[Path], typer.Option(help="Where run folders go. (default: runs)")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run folder name. (default: <backbone>-<timestamp>)")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for shuffling, head init, augmentation. (default: 42)")] = None,
-    patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience in epochs (0 = off). (default: 3)")] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience in epochs (0 = off). (default: 10)")] = None,
     monitor: Annotated[Optional[Monitor], typer.Option(help="Best checkpoint and early stopping watch this. (default: val_log_loss)")] = None,
     mixed_precision: Annotated[Optional[MixedPrecision], typer.Option(help="auto: on with a GPU. (default: auto)")] = None,
     xla: Annotated[Optional[bool], typer.Option("--xla/--no-xla", help="XLA-compile the train step. (default: no-xla)")] = None,
@@ -124,8 +127,8 @@ def train(
         "backbone": backbone, "weights": weights, "image_size": image_size, "resize": _value(resize), "epochs": epochs,
         "batch_size": batch_size, "lr": lr, "schedule": _value(schedule), "fine_tune_epochs": fine_tune_epochs,
         "unfreeze": _unfreeze(unfreeze), "fine_tune_lr": fine_tune_lr, "dropout": dropout, "l2": l2,
-        "class_weights": _value(class_weights), "cache": cache, "cache_views": cache_views,
-        "cache_dir": str(cache_dir) if cache_dir else None, "flip": flip, "brightness": brightness,
+        "label_smoothing": label_smoothing, "class_weights": _value(class_weights), "cache": cache, "cache_views": cache_views,
+        "runtime": _value(runtime), "cache_dir": str(cache_dir) if cache_dir else None, "flip": flip, "brightness": brightness,
         "contrast": contrast, "saturation": saturation, "hue": hue, "crop_scale": crop_scale,
         "runs_dir": str(runs_dir) if runs_dir else None, "name": name, "seed": seed, "patience": patience,
         "monitor": _value(monitor), "mixed_precision": _value(mixed_precision), "xla": xla, "profile": profile, "strategy": _value(strategy),

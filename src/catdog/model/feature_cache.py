@@ -9,6 +9,11 @@ fingerprint plus shard checksums); augmented views add the augmentation config t
 a second run with the same settings reuses the files, and any change computes new ones.
 
 Each file is written under a temporary name and renamed when complete: a file that exists is whole.
+
+The backbone runs on `catdog.runtime` (`runtime="auto"`: LiteRT/XNNPACK on a CPU, TensorFlow on a GPU);
+its converted model is kept in `<cache root>/models/`, keyed by a hash of the backbone's weights, so a new
+pack with the same backbone reuses it. Features from either runtime agree within the parity tolerance
+checked when the converted model is built, so the cache key does not name the runtime.
 """
 
 from __future__ import annotations
@@ -50,6 +55,11 @@ def cache_folder(root, key_fields: dict) -> Path:
     return Path(root) / key[:24]
 
 
+def models_dir(folder: Path) -> Path:
+    """Converted backbones live beside the feature folders: <cache root>/models."""
+    return Path(folder).parent / "models"
+
+
 def view_names(views: int, augment_id: str) -> list[str]:
     """View 0 is the plain (un-augmented) image; views 1..K are augmented with the config `augment_id`."""
     return ["plain"] + [f"aug-{augment_id}-{i}" for i in range(1, views + 1)]
@@ -78,7 +88,7 @@ def _valid(path: Path, rows: int) -> bool:
 
 
 def extract_to_file(extract, dataset, rows: int, dim: int, path: Path, labels_path: Path | None,
-                    description: str, show_progress: bool = True) -> None:
+                    description: str, show_progress: bool = True, runtime: str = "") -> None:
     """Run `extract` (images -> (B, D) features) over a batched (images, labels) dataset into `path`.
 
     Rows are written in chunks into a memory-mapped .npy under a temporary name, then renamed.
@@ -108,13 +118,14 @@ def extract_to_file(extract, dataset, rows: int, dim: int, path: Path, labels_pa
         with atomic.writing(labels_path) as tmp_labels:
             np.save(tmp_labels, labels)
     seconds = time.perf_counter() - start
-    log.info("cached %d %s features in %.1f s (%.0f images/s) -> %s", rows, description, seconds,
-             rows / max(seconds, 1e-9), path)
+    log.info("cached %d %s features in %.1f s (%.0f images/s%s) -> %s", rows, description, seconds,
+             rows / max(seconds, 1e-9), f", {runtime}" if runtime else "", path)
 
 
 def ensure_split(folder: Path, key_fields: dict, extractor, directory: str, split: str, image_size, *,
                  resize: str = "squash", batch_size: int = 32, views: int = 0, augment=None,
-                 augment_id: str = "", show_progress: bool = True) -> CachedSplit:
+                 augment_id: str = "", show_progress: bool = True, runtime: str = "tensorflow",
+                 label: str = "backbone") -> CachedSplit:
     """Features of `split` for the plain view and `views` augmented views: reuse files that exist, compute the rest.
 
     Args:
@@ -123,9 +134,12 @@ def ensure_split(folder: Path, key_fields: dict, extractor, directory: str, spli
         directory: the packed folder; records are read in the reader's deterministic evaluation order.
         views: number of augmented views (each an independent random augmentation of every image).
         augment: image -> image function for the augmented views (required when views > 0).
+        runtime: "auto" | "tensorflow" | "litert" (catdog.runtime.accelerate), used only when a file is computed.
+        label: names the backbone in the runtime's file names and messages.
     """
     import tensorflow as tf
 
+    from catdog import runtime as runtimes
     from catdog.data import load, num_examples
 
     if views and augment is None:
@@ -136,7 +150,7 @@ def ensure_split(folder: Path, key_fields: dict, extractor, directory: str, spli
         atomic.write_json(meta, {"version": CACHE_VERSION, **key_fields}, sort_keys=True)
     rows = num_examples(directory, split)
     dim = int(extractor.output.shape[-1])
-    extract = tf.function(lambda x: tf.cast(extractor(x, training=False), tf.float32), reduce_retracing=True)
+    extract = None  # built on the first file to compute: nothing converts when every file is reused
     labels_path = folder / f"{split}-labels.npy"
     computed = []
     for index, view in enumerate(view_names(views, augment_id)):
@@ -144,6 +158,8 @@ def ensure_split(folder: Path, key_fields: dict, extractor, directory: str, spli
         need_labels = index == 0 and not _valid(labels_path, rows)
         if _valid(path, rows) and not need_labels:
             continue
+        if extract is None:
+            extract = runtimes.accelerate(extractor, models_dir(folder), runtime=runtime, label=label)
         dataset = load(directory, split, image_size, batch_size=batch_size, resize=resize)
         if index > 0:
             dataset = (dataset.unbatch()
@@ -151,7 +167,7 @@ def ensure_split(folder: Path, key_fields: dict, extractor, directory: str, spli
                        .batch(batch_size)
                        .prefetch(tf.data.AUTOTUNE))
         extract_to_file(extract, dataset, rows, dim, path, labels_path if index == 0 else None,
-                        f"{split} {view}", show_progress)
+                        f"{split} {view}", show_progress, extract.name)
         computed.append(path.name)
     features = [np.load(folder / f"{split}-{view}.npy", mmap_mode="r") for view in view_names(views, augment_id)]
     labels = np.load(labels_path, mmap_mode="r")

@@ -28,8 +28,9 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, max_bytes: int = 10 * 2**20,
           max_pixels: int = DEFAULT_MAX_PIXELS, max_batch: int = 32, batch_wait_ms: float = 5.0,
           header_timeout: float = HEADER_TIMEOUT, body_timeout: float = BODY_TIMEOUT,
-          max_connections: int = MAX_CONNECTIONS, log_level: str = "info") -> None:
-    """Load MODEL (run folder, SavedModel folder, .tflite, .onnx or exported .keras) and serve it until interrupted."""
+          max_connections: int = MAX_CONNECTIONS, log_level: str = "info", runtime: str = "auto") -> None:
+    """Load MODEL (run folder, SavedModel folder, .tflite, .onnx or exported .keras) on `runtime` (catdog.runtime:
+    auto = LiteRT on a CPU, TensorFlow on a GPU; for run folders and .keras) and serve it until interrupted."""
     from catdog.predictors import load_predictor
 
     for name, value in (("--header-timeout", header_timeout), ("--body-timeout", body_timeout),
@@ -38,14 +39,15 @@ def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, max_b
             raise ConfigError(f"{name} must be > 0, got {value}")
     sock = bind(host, port)  # before the model loads: a port in use costs a second, not a model load
     try:
-        predictor = load_predictor(model)
+        predictor = load_predictor(model, runtime=runtime)
         app = create_app(predictor, max_bytes=max_bytes, max_pixels=max_pixels, max_batch=max_batch,
                          batch_wait_ms=batch_wait_ms)
         bound = sock.getsockname()[1]
 
         def ready() -> None:
-            print(f"serving {predictor.name} ({len(predictor.classes)} classes: {', '.join(predictor.classes)}) "
-                  f"on http://{_url_host(host)}:{bound}/", flush=True)
+            print(f"serving {predictor.name} ({len(predictor.classes)} classes: {', '.join(predictor.classes)}; "
+                  f"runtime {predictor.info.get('runtime', 'tensorflow')}) on http://{_url_host(host)}:{bound}/",
+                  flush=True)
             if host not in _LOOPBACK:
                 print(f"warning: listening on {host}, reachable from other machines; the API has no authentication",
                       flush=True)

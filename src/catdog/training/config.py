@@ -22,12 +22,15 @@ MONITORS = ("val_log_loss", "val_loss", "val_accuracy")
 SCHEDULES = ("cosine", "constant")
 CLASS_WEIGHT_MODES = ("auto", "balanced", "none")
 MIXED_PRECISION_MODES = ("auto", "on", "off")
+# phase-1 epochs when not given: head epochs on cached features cost ~0.4 s on 2 cores, so up to 60 with early
+# stopping (bench/tune_defaults.py); an epoch that runs images through a backbone costs minutes on a CPU
+EPOCHS_CACHED, EPOCHS_ON_IMAGES = 60, 10
 # config.json keys written beside the TrainConfig fields (not settable, recomputed on every run)
 RUN_INFO_KEYS = ("catdog_version", "tensorflow_version", "keras_version", "python_version", "manifest_fingerprint",
                  "classes", "feature_dim", "created")
 
 # fields that may differ on --resume: where the run lives and what is logged, not what is trained
-RESUME_FREE_KEYS = ("name", "runs_dir", "cache_dir", "profile")
+RESUME_FREE_KEYS = ("name", "runs_dir", "cache_dir", "profile", "runtime")
 
 
 @dataclass(frozen=True)
@@ -39,19 +42,21 @@ class TrainConfig:
     weights: str | None = None  # imagenet | none | PATH; None = the backbone's default (imagenet, or the file's own)
     image_size: int | tuple[int, int] | None = None  # None = the backbone's native size
     resize: str = "squash"  # squash | crop | pad, as catdog.data.decode.resize
-    epochs: int = 10  # phase 1: frozen backbone, the head trains (on cached features by default)
+    epochs: int | None = None  # phase 1 (frozen backbone, head trains); None = 60 on cached features, else 10
     batch_size: int = 32
-    lr: float = 1e-3  # phase-1 peak learning rate (Adam)
+    lr: float = 6e-3  # phase-1 peak learning rate (Adam)
     schedule: str = "cosine"  # learning-rate schedule over each phase: cosine decay to 0, or constant
     fine_tune_epochs: int = 0  # phase 2: unfrozen top of the backbone, real augmented images; 0 = skip
     unfreeze: int | float = 0.2  # phase 2: top N layers (int) or that fraction of the backbone's layers (float)
     fine_tune_lr: float = 1e-5  # low, so fine-tuning adjusts rather than destroys the pretrained features
     dropout: float = 0.2  # before the dense head
-    l2: float = 1e-4  # L2 penalty on the dense head's kernel
+    l2: float = 1e-3  # L2 penalty on the dense head's kernel
+    label_smoothing: float = 0.0  # training targets y * (1 - s) + s / C; scores and calibration use the true labels
     class_weights: str = "auto"  # auto (balanced when classes are imbalanced) | balanced | none
     cache: bool = True  # phase 1 on cached backbone features: the backbone runs once per image, not per epoch
     cache_views: int = 0  # extra augmented views of each training image in the cache (0 = plain view only)
     cache_dir: str | None = None  # None = $XDG_CACHE_HOME/catdog/features
+    runtime: str = "auto"  # runs the frozen backbone for the cache: auto (LiteRT on a CPU, TF on a GPU) | tensorflow | litert
     flip: bool = True  # augmentation (training split only; cache views and phase 2)
     brightness: float = 0.1
     contrast: float = 0.1
@@ -61,7 +66,7 @@ class TrainConfig:
     runs_dir: str = "runs"
     name: str | None = None  # run folder name; None = <backbone>-<YYYYmmdd-HHMMSS>
     seed: int = 42  # shuffling, head init, dropout and augmentation
-    patience: int = 3  # early stopping: epochs without improvement of `monitor`, per phase
+    patience: int = 10  # early stopping: epochs without improvement of `monitor`, per phase
     monitor: str = "val_log_loss"  # best checkpoint and early stopping follow this
     mixed_precision: str = "auto"  # auto = on when a GPU is visible
     xla: bool = False  # jit_compile the train step (mostly helps on GPUs)
@@ -75,7 +80,7 @@ class TrainConfig:
         _check_types(self)
         if self.name is not None:
             check_plain_name(self.name)  # `--name ../../x` must not leave --runs-dir
-        if self.epochs < 1:
+        if self.epochs is not None and self.epochs < 1:
             raise ConfigError(f"--epochs must be >= 1; got {self.epochs}")
         for name in ("batch_size",):
             if getattr(self, name) < 1:
@@ -90,6 +95,8 @@ class TrainConfig:
             raise ConfigError(f"--dropout must be in [0, 1); got {self.dropout}")
         if self.l2 < 0:
             raise ConfigError(f"--l2 must be >= 0; got {self.l2}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"--label-smoothing must be in [0, 1); got {self.label_smoothing}")
         if isinstance(self.unfreeze, float) and not 0 < self.unfreeze <= 1:
             raise ConfigError(f"--unfreeze fraction must be in (0, 1]; got {self.unfreeze}")
         if isinstance(self.unfreeze, int) and self.unfreeze < 0:
@@ -98,6 +105,9 @@ class TrainConfig:
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("class-weights", self.class_weights, CLASS_WEIGHT_MODES)
         _check_choice("monitor", self.monitor, MONITORS)
+        from catdog.runtime import RUNTIMES
+
+        _check_choice("runtime", self.runtime, RUNTIMES)
         _check_choice("mixed-precision", self.mixed_precision, MIXED_PRECISION_MODES)
         from catdog.distribute import STRATEGIES
 
@@ -172,7 +182,7 @@ def _check_types(cfg: TrainConfig) -> None:
 
 
 def resolve(cfg: TrainConfig) -> TrainConfig:
-    """Fill in defaults that depend on the backbone (weights, image size); make local paths absolute."""
+    """Fill in defaults that depend on the backbone (weights, image size, epochs); make local paths absolute."""
     from catdog.model.classifier import check_image_size, resolve_weights
     from catdog.model.registry import get_backbone
 
@@ -185,7 +195,8 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     data = cfg.data if "://" in cfg.data else str(Path(cfg.data).resolve())
     if entry.from_scratch and cfg.fine_tune_epochs:
         raise ConfigError(f"--fine-tune-epochs: backbone {entry.name} trains end to end already; leave it at 0")
-    return dataclasses.replace(cfg, backbone=backbone, weights=weights, image_size=size, data=data)
+    epochs = cfg.epochs or (EPOCHS_CACHED if cfg.cache and not entry.from_scratch else EPOCHS_ON_IMAGES)
+    return dataclasses.replace(cfg, backbone=backbone, weights=weights, image_size=size, data=data, epochs=epochs)
 
 
 def check_resume_config(given: TrainConfig, stored: TrainConfig, run_dir) -> None:

@@ -7,19 +7,45 @@ from catdog.errors import ModelError
 from catdog.training.config import TrainConfig
 
 
-def compile_model(model, learning_rate, num_classes: int, *, jit_compile: bool = False) -> None:
-    """Adam + cross-entropy; metrics `accuracy` and `log_loss` (unweighted, unregularised: the monitor)."""
+def compile_model(model, learning_rate, num_classes: int, *, jit_compile: bool = False,
+                  label_smoothing: float = 0.0) -> None:
+    """Adam + cross-entropy (optionally label-smoothed); metrics `accuracy` and `log_loss` (unweighted,
+    unregularised, on the true labels: the monitor)."""
     import keras
 
     if is_binary(num_classes):
-        loss, metrics = keras.losses.BinaryCrossentropy(), [keras.metrics.BinaryAccuracy(name="accuracy"),
-                                                            keras.metrics.BinaryCrossentropy(name="log_loss")]
+        loss = keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
+        metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.BinaryCrossentropy(name="log_loss")]
     else:
-        loss, metrics = keras.losses.SparseCategoricalCrossentropy(), [
+        loss, metrics = smoothed_sparse_loss(num_classes, label_smoothing), [
             keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
             keras.metrics.SparseCategoricalCrossentropy(name="log_loss")]
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics,
                   jit_compile=jit_compile)
+
+
+def smoothed_sparse_loss(num_classes: int, label_smoothing: float):
+    """Sparse categorical cross-entropy; with smoothing, a registered loss that one-hot encodes the labels
+    (a named, registered class, so the head saved for --resume loads back with its loss: call this first)."""
+    import keras
+
+    if not label_smoothing:
+        return keras.losses.SparseCategoricalCrossentropy()
+
+    @keras.saving.register_keras_serializable(package="catdog")
+    class SmoothedSparseCrossentropy(keras.losses.Loss):
+        def __init__(self, num_classes, label_smoothing, **kwargs):
+            super().__init__(**kwargs)
+            self.num_classes, self.label_smoothing = num_classes, label_smoothing
+
+        def call(self, y_true, y_pred):
+            onehot = keras.ops.one_hot(keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,)), self.num_classes)
+            return keras.losses.categorical_crossentropy(onehot, y_pred, label_smoothing=self.label_smoothing)
+
+        def get_config(self):
+            return {**super().get_config(), "num_classes": self.num_classes, "label_smoothing": self.label_smoothing}
+
+    return SmoothedSparseCrossentropy(num_classes, label_smoothing)
 
 
 def learning_rate(cfg: TrainConfig, peak: float, total_steps: int):

@@ -10,14 +10,16 @@ import logging
 import math
 import sys
 import time
+from pathlib import Path
 
 from catdog.errors import ConfigError
 from catdog.model.loading import load_keras_model
 from catdog.training.inputs import cache_key, cached_dataset, global_batch_size, image_dataset
-from catdog.training.models import compile_model, learning_rate
+from catdog.training.models import compile_model, learning_rate, smoothed_sparse_loss
 from catdog.training.recorder import make_recorder
 from catdog.training.tensorboard import tensorboard_callback
 
+VAL_BATCH = 512  # cached validation features per step (a 1280-wide feature row is 5 KB)
 log = logging.getLogger("catdog.train")  # one logger for the whole run: train.log attaches to it
 
 
@@ -50,7 +52,7 @@ def phase1_cached(cfg, run_dir, state, backbone, head, num_classes, weights, man
     aug = cfg.augment_config()
     if cfg.cache_views and aug.is_off():
         raise ConfigError("--cache-views needs augmentation; every augmentation switch is off")
-    common = dict(resize=cfg.resize, batch_size=cfg.batch_size)
+    common = dict(resize=cfg.resize, batch_size=cfg.batch_size, runtime=cfg.runtime, label=backbone_label(cfg))
     train_cache = ensure_split(folder, cache_key(cfg, manifest, precision), extractor, cfg.data, "train",
                                cfg.image_size, views=cfg.cache_views, augment=build_augment(aug),
                                augment_id=aug.fingerprint(), **common)
@@ -67,12 +69,15 @@ def phase1_cached(cfg, run_dir, state, backbone, head, num_classes, weights, man
     batch = global_batch_size(cfg)
     train_seq = cached_dataset(train_cache, batch, num_classes, shuffle=True, seed=cfg.seed, weights=weights,
                                epoch=done)
-    val_seq = cached_dataset(val_cache, batch, num_classes, shuffle=False, seed=cfg.seed, views=1)
+    # validation only scores: one large batch per step instead of --batch-size (same metrics, fewer Keras steps)
+    val_seq = cached_dataset(val_cache, max(batch, VAL_BATCH), num_classes, shuffle=False, seed=cfg.seed, views=1)
     last_head = run_dir / "last_head.keras"
     if done and last_head.is_file():
+        smoothed_sparse_loss(num_classes, cfg.label_smoothing)  # registers the loss class the head was saved with
         head = load_keras_model(last_head, compile=True)  # compiled, with the optimizer state of the last epoch
     else:
-        compile_model(head, learning_rate(cfg, cfg.lr, len(train_seq) * cfg.epochs), num_classes, jit_compile=cfg.xla)
+        compile_model(head, learning_rate(cfg, cfg.lr, len(train_seq) * cfg.epochs), num_classes, jit_compile=cfg.xla,
+                      label_smoothing=cfg.label_smoothing)
     recorder = make_recorder(run_dir, state, 1, cfg.monitor, cfg.patience, 0, last_head,
                              run_dir / "best_head.weights.h5", {}, {})
     fit_start = time.perf_counter()
@@ -97,7 +102,8 @@ def phase_on_images(cfg, run_dir, state, phase, classifier, num_classes, weights
     done = state[f"phase{phase}"]["epochs_done"]
     steps = math.ceil(num_examples(cfg.data, "train") / global_batch_size(cfg))
     if getattr(classifier, "optimizer", None) is None or not classifier.compiled:
-        compile_model(classifier, learning_rate(cfg, peak_lr, steps * epochs), num_classes, jit_compile=cfg.xla)
+        compile_model(classifier, learning_rate(cfg, peak_lr, steps * epochs), num_classes, jit_compile=cfg.xla,
+                      label_smoothing=cfg.label_smoothing)
     train_ds = image_dataset(cfg, "train", num_classes, training=True, weights=weights, order_seed=cfg.seed + done)
     val_ds = image_dataset(cfg, "val", num_classes, training=False)
     recorder = make_recorder(run_dir, state, phase, cfg.monitor, cfg.patience, epoch_offset, run_dir / "last.keras",
@@ -127,5 +133,11 @@ def reuse_val_cache(cfg, backbone, manifest, precision):
     key = cache_key(cfg, manifest, precision)
     folder = cache_folder(cfg.cache_dir or default_cache_root(), key)
     return None, ensure_split(folder, key, feature_extractor(backbone, cfg.image_size), cfg.data, "val",
-                              cfg.image_size, resize=cfg.resize, batch_size=cfg.batch_size)
+                              cfg.image_size, resize=cfg.resize, batch_size=cfg.batch_size, runtime=cfg.runtime,
+                              label=backbone_label(cfg))
+
+
+def backbone_label(cfg) -> str:
+    """The backbone's short name for the runtime's messages and file names."""
+    return Path(cfg.backbone).stem if Path(cfg.backbone).suffix else cfg.backbone
 

@@ -86,5 +86,5 @@ def resume_config(run_dir: Path, config: TrainConfig | None) -> TrainConfig:
     stored = TrainConfig.from_run_config(json.loads((run_dir / "config.json").read_text()))
     cfg = resolve(config) if config is not None else stored
     check_resume_config(cfg, stored, run_dir)
-    return dataclasses.replace(stored, profile=cfg.profile, cache_dir=cfg.cache_dir)
+    return dataclasses.replace(stored, profile=cfg.profile, cache_dir=cfg.cache_dir, runtime=cfg.runtime)
 

@@ -1,0 +1,284 @@
+"""Benchmark the CPU runtime: default pack + train, feature caching and predict per runtime, against TensorFlow.
+
+    $ python bench/runtime_bench.py                    # everything below, on the 5,000 shared photos
+    $ python bench/runtime_bench.py --skip-train --onnx
+
+In one run (same machine, same load):
+1. `default`: `catdog pack` of the photos + `catdog train PACKED --backbone LITE0` with no other option
+   (fresh feature cache; the converted backbone is built in the run unless --warm-models), wall times and
+   the val accuracy / log loss it reaches;
+2. feature caching images/s per runtime (tensorflow, litert) over the whole pack (train + val, plain view),
+   each into a fresh cache folder, the decode pipeline included;
+3. `predict` images/s per runtime on the photos (files -> decode -> model -> CSV), with the trained run;
+4. for Lite0 (features and the trained classifier) and for efficientnetv2b0 / mobilenetv3small classifiers
+   with random weights (no download): images/s on PRELOADED decoded images of TensorFlow's compiled forward
+   pass (tf.function, batch 32) and of LiteRT (and ONNX Runtime with --onnx), in alternating rounds so
+   background load hits all alike; the ratios to TensorFlow are the figures.
+Writes --work/runtime_bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def load_photos(source: Path, count: int, size: int = 224) -> "np.ndarray":
+    """`count` photos decoded and resized as catdog does, float32 0..255 (the preloaded input)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from catdog.data.decode import decode_and_resize
+
+    files = sorted(source.glob("*.jpg"))[:count]
+    return np.stack([decode_and_resize(tf.io.read_file(str(f)), size, "squash").numpy() for f in files])
+
+
+def rates(fns: dict, images, rounds: int, batch: int = 32) -> dict:
+    """images/s of each callable over `images` in batches, median of alternating rounds (after a warm-up)."""
+    for fn in fns.values():
+        fn(images[:batch])
+    out = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for i in range(0, len(images), batch):
+                fn(images[i : i + batch])
+            out[name].append(len(images) / (time.perf_counter() - start))
+    return {name: round(statistics.median(v), 1) for name, v in out.items()}
+
+
+def onnx_runtime(model):
+    """ONNX Runtime session (via tf2onnx) as a callable, or None when tf2onnx / onnxruntime are missing."""
+    try:
+        import onnxruntime as ort
+        import tensorflow as tf
+        import tf2onnx
+    except ImportError:
+        return None
+    from catdog.runtime import cpu_threads
+
+    spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32, name="images")
+    proto, _ = tf2onnx.convert.from_function(tf.function(lambda x: model(x, training=False)), input_signature=[spec],
+                                             opset=17)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = cpu_threads()
+    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})[0]
+
+
+def compare(label: str, model, images, work: Path, rounds: int, onnx: bool, invoke_batches=(4,)) -> dict:
+    """Preloaded-image rates of TF compiled / LiteRT (/ ORT) for one model, with the parity of each."""
+    import numpy as np
+
+    from catdog import runtime
+
+    fns = {"tensorflow": runtime.TensorFlowRuntime(model)}
+    start = time.perf_counter()
+    lite = runtime.build_litert(model, work / "models", label)
+    build_s = time.perf_counter() - start
+    for b in invoke_batches:
+        fns[f"litert_b{b}"] = runtime.LiteRTRuntime(lite.path, invoke_batch=b)
+    notes = {}
+    if onnx:
+        try:
+            ort = onnx_runtime(model)
+            ort(images[:1])
+            if ort is not None:
+                fns["onnxruntime"] = ort
+        except Exception as e:  # noqa: BLE001 - a model tf2onnx cannot export is a result, not a crash
+            notes["onnxruntime"] = f"not measured: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+    reference = fns["tensorflow"](images[:8])
+    parity = {name: float(np.max(np.abs(np.asarray(fn(images[:8])) - reference))) for name, fn in fns.items()}
+    result = {"images_per_s": rates(fns, images, rounds), "max_abs_diff_vs_tf": parity, "litert_build_s": round(build_s, 1),
+              **({"notes": notes} if notes else {})}
+    tf_rate = result["images_per_s"]["tensorflow"]
+    result["ratio_vs_tf"] = {k: round(v / tf_rate, 2) for k, v in result["images_per_s"].items()}
+    print(f"{label}: {result['images_per_s']} ratio {result['ratio_vs_tf']} parity {parity}", flush=True)
+    return result
+
+
+def classifier_for(backbone, size: int = 224, seed: int = 0):
+    """backbone -> GAP -> Dense logits -> calibrated probabilities, as a run folder's inference model is."""
+    import keras
+
+    from catdog.run import calibrated_model
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((size, size, 3))
+    x = backbone(inputs, training=False)
+    if len(x.shape) == 4:
+        x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(1, name="logits")(x)
+    x = keras.layers.Activation("sigmoid", name="probs")(x)
+    return calibrated_model(keras.Model(inputs, x), 2, 1.0)
+
+
+def cache_rate(packed: Path, backbone_path: str, work: Path, name: str, images) -> dict:
+    """Feature caching (train + val plain view) through runtime `name` into a fresh cache: images/s, with the
+    preloaded rates of both runtimes measured right before and after it (load on a shared machine drifts)."""
+    import keras
+
+    from catdog import runtime
+    from catdog.data import manifest as manifest_lib
+    from catdog.model.classifier import feature_extractor
+    from catdog.model.feature_cache import ensure_split
+
+    extractor = feature_extractor(keras.saving.load_model(backbone_path, compile=False), 224)
+    folder = work / f"cache-{name}" / "features"
+    shutil.rmtree(folder.parent, ignore_errors=True)
+    models = work / "cache" / "catdog" / "features" / "models"  # the converted backbone from part 1 (timed there)
+    shutil.copytree(models, folder.parent / "models", dirs_exist_ok=True)
+    adjacent = {"tensorflow": runtime.TensorFlowRuntime(extractor),
+                "litert": runtime.build_litert(extractor, folder.parent / "models", Path(backbone_path).stem)}
+    before = rates(adjacent, images, 1)
+    manifest = manifest_lib.read_manifest(str(packed))
+    rows = sum(manifest["splits"][s]["num_examples"] for s in ("train", "val"))
+    start = time.perf_counter()
+    for split in ("train", "val"):
+        ensure_split(folder, {}, extractor, str(packed), split, 224, runtime=name, show_progress=False,
+                     label=Path(backbone_path).stem)
+    seconds = time.perf_counter() - start
+    after = rates(adjacent, images, 1)
+    preloaded = {k: round((before[k] + after[k]) / 2, 1) for k in before}
+    print(f"feature caching, {name}: {rows} images in {seconds:.1f} s = {rows / seconds:.1f} images/s; preloaded "
+          f"around it {preloaded} (before {before}, after {after}); load {os.getloadavg()[0]:.1f}", flush=True)
+    return {"images": rows, "seconds": round(seconds, 1), "images_per_s": round(rows / seconds, 1),
+            "preloaded_around": preloaded, "vs_tf_preloaded": round(rows / seconds / preloaded["tensorflow"], 2),
+            "vs_own_preloaded": round(rows / seconds / preloaded[name], 2)}
+
+
+def predict_rate(run_dir: Path, source: Path, work: Path, name: str) -> dict:
+    """`catdog predict RUN SOURCE --runtime NAME`: the streaming rate it reports (read + decode + model, after
+    the model is loaded; the converted model is built beforehand, as any run after the first finds it), and
+    the wall time of the whole call."""
+    from catdog.prediction import predict
+    from catdog.predictors import load_predictor
+
+    load_predictor(str(run_dir), runtime=name)  # converts into RUN/litert once (reused below)
+    out = work / f"submission-{name}.csv"
+    start = time.perf_counter()
+    summary = predict(str(run_dir), [str(source)], str(out), runtime=name, progress=False)
+    seconds = time.perf_counter() - start
+    print(f"predict, {name}: {summary.rows} images, streaming {summary.images_per_second:.1f} images/s, "
+          f"wall {seconds:.1f} s", flush=True)
+    return {"images": summary.rows, "images_per_s": round(summary.images_per_second, 1),
+            "wall_s": round(seconds, 1), "wall_images_per_s": round(summary.rows / seconds, 1)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--source", default=str(SHARED / "data" / "dogs-vs-cats" / "train"))
+    p.add_argument("--backbone", default=str(SHARED / "weights" / "efficientnet_lite0_imagenet_notop.keras"))
+    p.add_argument("--work", default="bench-work/runtime", help="pack, caches, runs go here (wiped)")
+    p.add_argument("--preloaded", type=int, default=256, help="photos decoded up front for the model-only rates")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--onnx", action="store_true", help="also time ONNX Runtime (needs tf2onnx + onnxruntime)")
+    p.add_argument("--warm-models", action="store_true", help="convert the backbone before the timed train")
+    p.add_argument("--skip-train", action="store_true", help="reuse --work's pack and run (parts 2-4 only)")
+    p.add_argument("--parts", nargs="+", default=["preloaded", "caching", "predict"],
+                   help="which of parts 2-4 to run (with --skip-train, to re-measure one of them); caching-litert: LiteRT only")
+    args = p.parse_args()
+    source, work = Path(args.source), Path(args.work)
+    if not source.is_dir() or not Path(args.backbone).is_file():
+        print(f"missing {source} or {args.backbone}", file=sys.stderr)
+        return 2
+    import keras
+
+    from catdog.model.classifier import feature_extractor
+
+    result = {"machine": "2-core x86_64 CPU, 24 GB, no GPU", "load_average_start": os.getloadavg()}
+    packed = work / "packed"
+    if not args.skip_train:
+        import subprocess
+
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        # the real commands, as a user runs them: caches under work/cache (XDG_CACHE_HOME), runs in work/runs
+        env = {**os.environ, "XDG_CACHE_HOME": str((work / "cache").resolve())}
+        catdog = [sys.executable, "-m", "catdog"]
+        if args.warm_models:
+            from catdog.runtime import build_litert
+
+            extractor = feature_extractor(keras.saving.load_model(args.backbone, compile=False), 224)
+            build_litert(extractor, work / "cache" / "catdog" / "features" / "models", Path(args.backbone).stem)
+        t0 = time.perf_counter()
+        subprocess.run([*catdog, "pack", str(source.resolve()), "--out", "packed"], cwd=work, env=env, check=True)
+        pack_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        subprocess.run([*catdog, "train", "packed", "--backbone", str(Path(args.backbone).resolve())], cwd=work, env=env,
+                       check=True)
+        train_s = time.perf_counter() - t1
+        run_dir = next((work / "runs").iterdir())
+        summary = json.loads((run_dir / "summary.json").read_text())
+        result["default"] = {"pack_s": round(pack_s, 1), "train_s": round(train_s, 1),
+                             "pack_plus_train_s": round(pack_s + train_s, 1), "warm_models": args.warm_models,
+                             "cache_s": summary["timings"]["cache_seconds"], "val_accuracy": summary["val_accuracy"],
+                             "val_log_loss": summary["val_log_loss"],
+                             "val_log_loss_calibrated": summary["val_log_loss_calibrated"],
+                             "epochs_run": summary["epochs_run"]["phase1"], "phase1_s": summary["timings"]["phase1_seconds"],
+                             "num_val": summary["num_val"], "load_average_after": os.getloadavg()}
+        print(f"default pack + train: {result['default']}", flush=True)
+    runs = sorted((work / "runs").iterdir()) if (work / "runs").is_dir() else []
+    run_dir = runs[0] if runs else work / "runs" / "missing"
+
+    images = load_photos(source, args.preloaded)
+    backbone = keras.saving.load_model(args.backbone, compile=False)
+    if "preloaded" in args.parts:
+        result["preloaded"] = preloaded_rates(args, images, backbone, run_dir, work)
+    if "caching" in args.parts or "caching-litert" in args.parts:
+        names = ("litert", "tensorflow") if "caching" in args.parts else ("litert",)
+        result["feature_caching"] = {name: cache_rate(packed, args.backbone, work, name, images[:128]) for name in names}
+    if "predict" in args.parts and run_dir.is_dir():
+        result["predict"] = {name: predict_rate(run_dir, source, work, name) for name in ("tensorflow", "litert")}
+        if "preloaded" in result:
+            tf_cls = result["preloaded"]["lite0_classifier"]["images_per_s"]["tensorflow"]
+            lite_cls = result["preloaded"]["lite0_classifier"]["images_per_s"]["litert_b4"]
+            result["predict"]["litert_vs_tf_compiled_preloaded"] = round(
+                result["predict"]["litert"]["images_per_s"] / tf_cls, 2)
+            result["predict"]["litert_end_to_end_vs_litert_preloaded"] = round(
+                result["predict"]["litert"]["images_per_s"] / lite_cls, 2)
+    result["load_average_end"] = os.getloadavg()
+    name = "runtime_bench.json" if args.parts == ["preloaded", "caching", "predict"] else f"runtime_bench-{'-'.join(args.parts)}.json"
+    (work / name).write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k != "preloaded"}, indent=2))
+    print(f"details: {work / name}")
+    return 0
+
+
+def preloaded_rates(args, images, backbone, run_dir: Path, work: Path) -> dict:
+    """Part 4: model-only rates on preloaded images for Lite0 (features, trained classifier) and two
+    architectures with random weights."""
+    import keras
+
+    from catdog.model.classifier import feature_extractor
+
+    preloaded = {"lite0_features": compare("lite0-features", feature_extractor(backbone, 224), images, work,
+                                           args.rounds, args.onnx, invoke_batches=(1, 4, 8, 32))}
+    if run_dir.is_dir():
+        from catdog.run import load_run
+
+        preloaded["lite0_classifier"] = compare("lite0-classifier", load_run(run_dir).inference_model(), images, work,
+                                                args.rounds, args.onnx)
+    for name in ("efficientnetv2b0", "mobilenetv3small"):
+        from catdog.model.classifier import build_backbone
+        from catdog.model.registry import get_backbone
+
+        model = classifier_for(build_backbone(get_backbone(name), "none", 224))
+        preloaded[name] = compare(name, model, images, work, args.rounds, args.onnx)
+        keras.backend.clear_session()
+    return preloaded
+
+
+if __name__ == "__main__":
+    sys.exit(main())
