@@ -6,69 +6,22 @@ absent (a user's machine; .ci/run installs it).
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from fixtures.browser import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM, ColourPredictor, serving
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (/usr/bin/chromium)"),
-]
-
-
-class ColourPredictor:
-    """P(dog) = blue / (red + blue): a bluish photo is a dog; no model needed."""
-
-    classes = ["cat", "dog"]
-    image_size = (32, 32)
-    resize = "squash"
-    name = "colour-test"
-    info = {"backbone": "none", "version": "test"}
-
-    def __init__(self):
-        self.seen = 0
-
-    def predict_images(self, images: np.ndarray) -> np.ndarray:
-        self.seen += len(images)
-        red, blue = images[..., 0].mean(axis=(1, 2)), images[..., 2].mean(axis=(1, 2))
-        p = blue / (red + blue + 1e-9)
-        return np.stack([1 - p, p], axis=1)
+pytestmark = NEEDS_CHROMIUM
 
 
 @pytest.fixture
 def server():
-    """A real uvicorn server on a free loopback port, in a thread; yields (url, predictor)."""
-    import uvicorn
-
-    from catdog.serve import create_app
-
+    """A real uvicorn server on a free loopback port; yields (url, predictor)."""
     predictor = ColourPredictor()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(predictor), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/", predictor
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serving(predictor) as url:
+        yield f"{url}/", predictor
 
 
 def test_page_shows_label_for_uploaded_photo_and_rejects_non_image(server, tmp_path):
@@ -124,27 +77,16 @@ class ThreeClassPredictor(ColourPredictor):
 
 def test_page_shows_every_class_and_the_upright_model_input(tmp_path):
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-    import uvicorn
-
-    from catdog.serve import create_app
     from fixtures.photos import blocky, jpeg
 
     photo = tmp_path / "turned.jpg"
     photo.write_bytes(jpeg(blocky(64, 96), 6))  # stored 96x64 portrait, upright 64x96 landscape
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(ThreeClassPredictor()), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
+    with serving(ThreeClassPredictor()) as url:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
             try:
                 page = browser.new_page()
-                page.goto(f"http://127.0.0.1:{sock.getsockname()[1]}/")
+                page.goto(f"{url}/")
                 page.wait_for_function("document.getElementById('limits').textContent.length > 0", timeout=15_000)
                 page.set_input_files("#file-input", [str(photo)])
                 page.wait_for_selector(".card[data-state=done] img.model-input", timeout=15_000)
@@ -162,7 +104,3 @@ def test_page_shows_every_class_and_the_upright_model_input(tmp_path):
                 assert corners > 8  # a pixel of the photo, not a black padding bar
             finally:
                 browser.close()
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()

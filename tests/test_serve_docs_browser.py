@@ -4,60 +4,20 @@ renders from catdog's own files, and its upload form classifies a photo (the for
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
-from pathlib import Path
 from urllib.parse import urlparse
 
-import numpy as np
 import pytest
 from PIL import Image
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from fixtures.browser import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM, ColourPredictor, serving
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (/usr/bin/chromium)"),
-]
-
-
-class ColourPredictor:
-    classes = ["cat", "dog"]
-    image_size = (32, 32)
-    resize = "squash"
-    name = "colour-test"
-
-    def predict_images(self, images: np.ndarray) -> np.ndarray:
-        red, blue = images[..., 0].mean(axis=(1, 2)), images[..., 2].mean(axis=(1, 2))
-        p = blue / (red + blue + 1e-9)
-        return np.stack([1 - p, p], axis=1)
+pytestmark = NEEDS_CHROMIUM
 
 
 @pytest.fixture
 def url():
-    import uvicorn
-
-    from catdog.serve import create_app
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(ColourPredictor()), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serving(ColourPredictor()) as base:
+        yield base
 
 
 def test_docs_upload_form_works_offline(url, tmp_path):
