@@ -354,3 +354,18 @@ def test_pack_real_kaggle_train_folder(shared_dir, tmp_path):
     shard_bytes = train["num_bytes"] + val["num_bytes"]
     assert shard_bytes / m["stats"]["source_bytes"] <= 1.02
     assert inspect(tmp_path / "out")[1] == []
+
+
+def test_pack_workers_check_images_without_importing_tensorflow(tmp_path):
+    """Each spawned check worker imports pack_workers: a TensorFlow import there costs seconds of CPU per worker."""
+    import subprocess
+    import sys
+
+    make_image(tmp_path / "cat.1.jpg", (200, 120, 60))
+    code = ("import sys\nfrom catdog.data import pack_workers as w\n"
+            f"w.init_worker([({str(tmp_path)!r}, 'dir')], 10**6)\n"
+            "(row,) = w.check_chunk([(0, 0, 'cat.1.jpg')])\n"
+            "assert row[1] == '' and len(row[2]) == 64, row\n"
+            "assert 'tensorflow' not in sys.modules, 'a pack worker imported TensorFlow'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -14,7 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-import tensorflow as tf
+from catdog._tf import tf
 
 from catdog.errors import ConfigError
 

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-import tensorflow as tf
+from catdog._tf import tf
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ work, and then resized (bilinear; antialiased only when still shrinking by more 
 
 from __future__ import annotations
 
-import tensorflow as tf
+from catdog._tf import tf
 
 from catdog.data import exif
 

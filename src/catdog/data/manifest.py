@@ -10,7 +10,7 @@ import hashlib
 import json
 import posixpath
 
-import tensorflow as tf
+from catdog._tf import tf
 
 from catdog import atomic
 from catdog.errors import DataError

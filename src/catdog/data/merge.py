@@ -19,7 +19,7 @@ import json
 import time
 from collections import Counter
 
-import tensorflow as tf
+from catdog._tf import tf
 
 from catdog import atomic, lock
 from catdog.csvfile import read_dicts

@@ -7,13 +7,13 @@ Four passes, none of which holds image bytes in the parent (memory stays flat fr
 2. check    workers read + decode-check + hash every file (imagecheck.py) and return ~200 bytes each;
 3. plan     dedupe (dedupe.py), split as given by split folders or by content hash (split.py), order, cut
             into shards of ~shard_size;
-4. write    workers re-read their shard's files and write it with tf.io.TFRecordWriter.
+4. write    re-read each shard's files and write it with tf.io.TFRecordWriter (in this process).
 Each shard is written under a temporary name and renamed when complete, with a done-marker in `.partial/`
 recording what it holds; the manifest is written last. A killed pack therefore never leaves a shard that a manifest claims,
 and re-running the same command skips the shards already done.
 
-This module runs the passes; the pieces live beside it: pack_workers.py (check + write, in worker
-processes), pack_plan.py (pass 3), pack_state.py (the output folder: resume, clear, finish) and
+This module runs the passes; the pieces live beside it: pack_workers.py (check in worker processes,
+write), pack_plan.py (pass 3), pack_state.py (the output folder: resume, clear, finish) and
 pack_manifest.py (the manifest's content, shared with merge.py).
 """
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 
-import tensorflow as tf
+from catdog._tf import tf
 
 from catdog import atomic, csvfile
 from catdog.data import manifest as manifest_lib

@@ -1,8 +1,11 @@
-"""The work pack does per image, in worker processes (or in-process for workers <= 1): check, then write.
+"""The work pack does per image: check (in worker processes, or in-process for workers <= 1), then write.
 
-Workers are started with `spawn` (fork after TensorFlow is imported is unsafe) and keep their state in
+Checking decodes every image (Pillow) and is the CPU-heavy pass, so it runs on a pool of workers started
+with `spawn` (fork after TensorFlow is imported is unsafe). The workers never import TensorFlow: that
+import costs ~3 s of CPU per process, more than checking 2,000 photos. Writing the shards (re-read, hash,
+serialize, append) is cheap per image and runs in the parent, which has TensorFlow anyway. State lives in
 module globals set once by `init_worker`: a `Reader` (one open ZipFile per archive), the pixel limit, and
-where to report progress. The parent only ever receives ~200 bytes per image, never pixels.
+where to report progress. The parent only ever receives ~200 bytes per image from a worker, never pixels.
 """
 
 from __future__ import annotations
@@ -11,17 +14,12 @@ import hashlib
 import json
 import multiprocessing
 import os
-import queue as queue_lib
 import time
 import zipfile
 import zlib
 
-import tensorflow as tf
-
 from catdog import atomic
-from catdog.data import manifest as manifest_lib
 from catdog.data.imagecheck import DEFAULT_MAX_PIXELS, check_image
-from catdog.data.records import make_example
 from catdog.data.scan import MemberTooLarge, Reader, Source
 from catdog.errors import DataError
 
@@ -31,14 +29,13 @@ PAUSE_ENV = "CATDOG_TEST_PAUSE_AFTER_SHARDS"
 
 _READER: Reader | None = None
 _MAX_PIXELS = DEFAULT_MAX_PIXELS
-_PROGRESS = None  # callable(n): a multiprocessing queue's put in workers, a progress reporter in-process
+_PROGRESS = None  # callable(n): the write pass's progress reporter
 _SHARDS_WRITTEN = 0  # by this process, for PAUSE_ENV
 
 
-def init_worker(sources: list[tuple[str, str]], max_pixels: int, progress_queue) -> None:
-    global _READER, _MAX_PIXELS, _PROGRESS
+def init_worker(sources: list[tuple[str, str]], max_pixels: int) -> None:
+    global _READER, _MAX_PIXELS
     _READER, _MAX_PIXELS = Reader(sources), max_pixels
-    _PROGRESS = progress_queue.put if progress_queue is not None else None
 
 
 def check_chunk(chunk: list[tuple[int, int, str]]) -> list[tuple]:
@@ -64,6 +61,10 @@ def check_chunk(chunk: list[tuple[int, int, str]]) -> list[tuple]:
 
 def write_shard(spec: dict) -> dict:
     """Write one shard under a temporary name, rename it into place, then write its done-marker."""
+    from catdog._tf import tf
+    from catdog.data import manifest as manifest_lib
+    from catdog.data.records import make_example
+
     final = manifest_lib.join(spec["out"], spec["file"])
     count = 0
     with atomic.writing(final) as tmp, tf.io.TFRecordWriter(tmp) as writer:
@@ -99,20 +100,18 @@ def _maybe_pause() -> None:
 
 
 class Runner:
-    """Runs the worker functions on a spawn pool (workers import TF themselves), or in-process for workers<=1."""
+    """Checks on a spawn pool (or in-process for workers <= 1); writes in this process."""
 
     def __init__(self, workers: int, sources: list[Source], max_pixels: int):
         self.workers = workers
         self.args = ([(s.path, s.kind) for s in sources], max_pixels)
-        self.pool = self.queue = None
+        self.pool = None
 
     def __enter__(self):
         if self.workers > 1:
             ctx = multiprocessing.get_context("spawn")  # fork after TF import is unsafe
-            self.queue = ctx.Queue()
-            self.pool = ctx.Pool(self.workers, initializer=init_worker, initargs=(*self.args, self.queue))
-        else:
-            init_worker(*self.args, None)
+            self.pool = ctx.Pool(self.workers, initializer=init_worker, initargs=self.args)
+        init_worker(*self.args)  # this process writes
         return self
 
     def __exit__(self, *exc):
@@ -133,25 +132,9 @@ class Runner:
 
     def write(self, specs, advance):
         global _PROGRESS
-        if self.pool is None:
-            _PROGRESS = advance
-            try:
-                for spec in specs:
-                    yield write_shard(spec)
-            finally:
-                _PROGRESS = None
-            return
-        pending = [self.pool.apply_async(write_shard, (spec,)) for spec in specs]
-        while pending:
-            try:
-                advance(self.queue.get(timeout=0.1))
-            except queue_lib.Empty:
-                pass
-            for job in [j for j in pending if j.ready()]:
-                pending.remove(job)
-                yield job.get()  # re-raises a worker's exception here
-        while True:
-            try:
-                advance(self.queue.get_nowait())
-            except queue_lib.Empty:
-                break
+        _PROGRESS = advance
+        try:
+            for spec in specs:
+                yield write_shard(spec)
+        finally:
+            _PROGRESS = None

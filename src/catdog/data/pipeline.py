@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
-import tensorflow as tf
+from catdog._tf import tf
 
 from catdog.data import manifest as manifest_lib
 from catdog.data.imagecheck import BadImage, read_header

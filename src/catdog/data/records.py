@@ -7,7 +7,7 @@ contract (documented in the README) so plain `tf.data` can read shards without c
 
 from __future__ import annotations
 
-import tensorflow as tf
+from catdog._tf import tf
 
 UNLABELED = -1  # label index of records in the unlabeled `test` split
 

@@ -12,7 +12,7 @@ import io
 import re
 
 import numpy as np
-import tensorflow as tf
+from catdog._tf import tf
 from PIL import Image
 
 from catdog.data import exif, heif
