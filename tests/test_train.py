@@ -290,10 +290,11 @@ def test_feature_caching_and_epochs_print_progress_lines_when_stderr_is_not_a_te
     """Issue 9: nobody watches a CI log; caching and every epoch still say how far they are (see catdog.progress)."""
     import re
 
-    train(_config(work, packed, tiny_backbone, name="logged", cache_dir=str(work / "cache-logged"), epochs=2))
+    train(_config(work, packed, tiny_backbone, name="logged", cache_dir=str(work / "cache-logged"), epochs=2,
+                  batch_size=5))
     err = capsys.readouterr().err
     line = r"{}: {n}/{n} images \(100%\), [\d,]+ images/s, done in \d+:\d\d:\d\d"
     assert re.search(line.format("train plain", n=16), err), err  # 16 train records cached, once
     assert re.search(line.format("val plain", n=8), err), err
-    for epoch in (1, 2):  # 16 cached rows, batch 8: 2 steps = 16 images an epoch
+    for epoch in (1, 2):  # 16 cached rows, batch 5: 4 steps (the last of 1 image) = 16 images, not 20
         assert len(re.findall(line.format(f"phase 1 epoch {epoch}/2", n=16), err)) == 1, err

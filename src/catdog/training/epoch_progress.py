@@ -21,11 +21,15 @@ from catdog import progress
 
 
 class EpochProgress(keras.callbacks.Callback):
-    """Counts `batch_size` images per training step, `steps` steps an epoch; `epochs` = the phase's last epoch."""
+    """`images` per epoch, `batch_size` per training step; `epochs` = the phase's last epoch.
 
-    def __init__(self, phase: int, steps: int, batch_size: int, epochs: int):
+    Keras calls on_train_batch_end once per call into TensorFlow, with the index of the call's last step
+    (steps_per_execution > 1 runs several), so the count follows the step index, not the calls.
+    """
+
+    def __init__(self, phase: int, images: int, batch_size: int, epochs: int):
         super().__init__()
-        self.phase, self.total, self.batch_size, self.epochs = phase, steps * batch_size, batch_size, epochs
+        self.phase, self.total, self.batch_size, self.epochs = phase, images, batch_size, epochs
         self._stack: contextlib.ExitStack | None = None
         self._advance = None
         self._done = 0
@@ -37,7 +41,7 @@ class EpochProgress(keras.callbacks.Callback):
             progress.bar(self.total, f"phase {self.phase} epoch {epoch + 1}/{self.epochs}"))
 
     def on_train_batch_end(self, batch, logs=None):
-        n = min(self.batch_size, self.total - self._done)
+        n = min((batch + 1) * self.batch_size, self.total) - self._done
         if n > 0 and self._advance is not None:
             self._done += n
             self._advance(n)

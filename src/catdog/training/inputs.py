@@ -89,47 +89,61 @@ def image_dataset(cfg: TrainConfig, split: str, num_classes: int, *, training: b
     return ds.map(weighted if weights else unweighted)
 
 
+CHUNK_STEPS = 64  # cached batches gathered per call into Python (a few per epoch, not one per step)
+
+
 def cached_dataset(split_cache, batch_size: int, num_classes: int, *, shuffle: bool, seed: int, weights=None,
                    epoch: int = 0, views: int | None = None):
-    """Batches of cached features read from the memory-mapped .npy files (a keras PyDataset)."""
-    import keras
+    """Batches of cached features from the memory-mapped .npy files: a tf.data.Dataset, one pass = one epoch.
 
-    class CachedFeatures(keras.utils.PyDataset):
-        """Each epoch: a seeded permutation, and for every image one of its cached views at random."""
+    Each pass draws a permutation seeded by (seed, epoch) (so --resume continues the same sequence) and, for
+    every image, one of its cached views at random. Rows are gathered CHUNK_STEPS batches at a time and
+    re-batched inside tf.data: a head step on cached features takes well under a millisecond, so Python
+    running once per step (a keras PyDataset) had made the epoch twice as slow. Memory holds a chunk, never
+    the split. `len()` is the number of steps per epoch.
+    """
+    import tensorflow as tf
 
-        def __init__(self):
-            super().__init__()
-            self.views = split_cache.features if views is None else split_cache.features[:views]
-            self.labels = np.asarray(split_cache.labels)
-            self.epoch = epoch
-            self._plan()
+    features = split_cache.features if views is None else split_cache.features[:views]
+    labels = np.asarray(split_cache.labels)
+    n, dim = len(labels), int(features[0].shape[1])
+    steps = math.ceil(n / batch_size)
+    state = {"epoch": epoch}
 
-        def _plan(self):
-            rng = np.random.default_rng([seed, self.epoch])
-            n = len(self.labels)
-            self.order = rng.permutation(n) if shuffle else np.arange(n)
-            self.view_of = rng.integers(0, len(self.views), n) if len(self.views) > 1 else np.zeros(n, int)
+    def plan() -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([seed, state["epoch"]])
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        view_of = rng.integers(0, len(features), n) if len(features) > 1 else np.zeros(n, int)
+        state["epoch"] += 1
+        return order, view_of
 
-        def __len__(self):
-            return math.ceil(len(self.labels) / batch_size)
+    def batch_rows(order, view_of, step) -> np.ndarray:
+        idx = np.sort(order[step * batch_size : (step + 1) * batch_size])  # sorted: sequential reads of the memmap
+        x = np.empty((len(idx), dim), np.float32)
+        which = view_of[idx]
+        for view in np.unique(which):
+            rows = which == view
+            x[rows] = features[view][idx[rows]]
+        return x, idx
 
-        def __getitem__(self, index):
-            idx = np.sort(self.order[index * batch_size : (index + 1) * batch_size])
-            x = np.empty((len(idx), self.views[0].shape[1]), np.float32)
-            which = self.view_of[idx]
-            for view in np.unique(which):
-                rows = which == view
-                x[rows] = self.views[view][idx[rows]]
-            y = self.labels[idx]
+    def chunks():
+        order, view_of = plan()
+        for first in range(0, steps, CHUNK_STEPS):
+            parts = [batch_rows(order, view_of, step) for step in range(first, min(first + CHUNK_STEPS, steps))]
+            x = np.concatenate([p[0] for p in parts])
+            y = labels[np.concatenate([p[1] for p in parts])]
             if weights:
-                return x, _np_labels(y, num_classes), np.array([weights[int(c)] for c in y], np.float32)
-            return x, _np_labels(y, num_classes)
+                yield x, _np_labels(y, num_classes), np.array([weights[int(c)] for c in y], np.float32)
+            else:
+                yield x, _np_labels(y, num_classes)
 
-        def on_epoch_end(self):
-            self.epoch += 1
-            self._plan()
-
-    return CachedFeatures()
+    label_spec = (tf.TensorSpec([None, 1], tf.float32) if is_binary(num_classes)
+                  else tf.TensorSpec([None], tf.int32))
+    signature = (tf.TensorSpec([None, dim], tf.float32), label_spec)
+    if weights:
+        signature += (tf.TensorSpec([None], tf.float32),)
+    ds = tf.data.Dataset.from_generator(chunks, output_signature=signature).rebatch(batch_size)
+    return ds.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)
 
 
 def cache_key(cfg: TrainConfig, manifest: dict, precision: str) -> dict:

@@ -20,6 +20,7 @@ from catdog.training.recorder import make_recorder
 from catdog.training.tensorboard import tensorboard_callback
 
 VAL_BATCH = 512  # cached validation features per step (a 1280-wide feature row is 5 KB)
+HEAD_STEPS_PER_CALL = 32  # head steps on cached features per call into TensorFlow (a step takes < 1 ms)
 log = logging.getLogger("catdog.train")  # one logger for the whole run: train.log attaches to it
 
 
@@ -28,11 +29,11 @@ def keras_verbose() -> int:
     return 1 if sys.stdout.isatty() else 0
 
 
-def _epoch_progress(phase: int, steps: int, batch_size: int, epochs: int) -> list:
+def _epoch_progress(phase: int, images: int, batch_size: int, epochs: int) -> list:
     """[EpochProgress] where Keras' own bar is off, else []: never two bars."""
     from catdog.training.epoch_progress import EpochProgress
 
-    return [] if keras_verbose() else [EpochProgress(phase, steps, batch_size, epochs)]
+    return [] if keras_verbose() else [EpochProgress(phase, images, batch_size, epochs)]
 
 
 def _profile_phase(cfg, use_cache: bool) -> int:
@@ -77,7 +78,7 @@ def phase1_cached(cfg, run_dir, state, backbone, head, num_classes, weights, man
         head = load_keras_model(last_head, compile=True)  # compiled, with the optimizer state of the last epoch
     else:
         compile_model(head, learning_rate(cfg, cfg.lr, len(train_seq) * cfg.epochs), num_classes, jit_compile=cfg.xla,
-                      label_smoothing=cfg.label_smoothing)
+                      label_smoothing=cfg.label_smoothing, steps_per_execution=HEAD_STEPS_PER_CALL)
     recorder = make_recorder(run_dir, state, 1, cfg.monitor, cfg.patience, 0, last_head,
                              run_dir / "best_head.weights.h5", {}, {})
     fit_start = time.perf_counter()
@@ -85,7 +86,7 @@ def phase1_cached(cfg, run_dir, state, backbone, head, num_classes, weights, man
              verbose=keras_verbose(),
              callbacks=[recorder, tensorboard_callback(run_dir, 1, cfg.profile and _profile_phase(cfg, True) == 1,
                                                        len(train_seq)),
-                        *_epoch_progress(1, len(train_seq), batch, cfg.epochs), *callbacks])
+                        *_epoch_progress(1, train_cache.num_examples, batch, cfg.epochs), *callbacks])
     state["phase1"]["seconds"] += time.perf_counter() - fit_start
     return head, val_cache
 
@@ -118,7 +119,7 @@ def phase_on_images(cfg, run_dir, state, phase, classifier, num_classes, weights
                    shuffle=False, verbose=keras_verbose(),
                    callbacks=[*backup, recorder, tensorboard_callback(run_dir, phase, cfg.profile and phase == _profile_phase(
                        cfg, state["phase1"]["mode"] == "cached"), steps),
-                       *_epoch_progress(phase, steps, global_batch_size(cfg), epochs), *callbacks])
+                       *_epoch_progress(phase, num_examples(cfg.data, "train"), global_batch_size(cfg), epochs), *callbacks])
     state[f"phase{phase}"]["seconds"] += time.perf_counter() - fit_start
     if multi:  # workers in sync end with equal weights: compare this line across the workers' logs
         from catdog.distribute import weights_checksum
