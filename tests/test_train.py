@@ -298,3 +298,18 @@ def test_feature_caching_and_epochs_print_progress_lines_when_stderr_is_not_a_te
     assert re.search(line.format("val plain", n=8), err), err
     for epoch in (1, 2):  # 16 cached rows, batch 5: 4 steps (the last of 1 image) = 16 images, not 20
         assert len(re.findall(line.format(f"phase 1 epoch {epoch}/2", n=16), err)) == 1, err
+
+
+def test_phase1_defaults_follow_what_phase1_trains_on(tmp_path):
+    """Issue 10: the tuned head defaults (60 epochs, L2 1e-3, patience 10) are for the head on cached features;
+    a network trained on images (small-cnn from scratch, --no-cache, several workers) keeps 10 / 1e-4 / 3."""
+    base = dict(data=str(tmp_path), weights="none")
+    cached = resolve(TrainConfig(backbone="mobilenetv3small", **base))
+    assert (cached.epochs, cached.l2, cached.patience) == (60, 1e-3, 10)
+    for cfg in (TrainConfig(backbone="small-cnn", **base),
+                TrainConfig(backbone="mobilenetv3small", cache=False, **base),
+                TrainConfig(backbone="mobilenetv3small", strategy="multiworker", **base)):
+        resolved = resolve(cfg)
+        assert (resolved.epochs, resolved.l2, resolved.patience) == (10, 1e-4, 3), cfg
+    given = resolve(TrainConfig(backbone="small-cnn", epochs=4, l2=0.0, patience=0, **base))
+    assert (given.epochs, given.l2, given.patience) == (4, 0.0, 0)

@@ -75,9 +75,8 @@ def demo(out="catdog-demo", *, backbone: str = "small-cnn", per_class: int = 150
     # small batches give a from-scratch net enough steps for its batch-norm statistics to settle on 300
     # images; no random crop, which could cut the very corners that tell a square from a circle. The
     # validation score of a from-scratch net stays flat for several epochs while those statistics settle, so
-    # the demo runs every epoch (the best one is kept), and its head keeps the light L2 it was tuned with: the
-    # default L2 (1e-3) is tuned for heads on pretrained features and left small-cnn near chance here.
-    scratch_options = dict(batch_size=16, lr=3e-3, l2=1e-4) if scratch else dict(lr=1e-3)
+    # the demo runs every epoch (the best one is kept). (L2 is the default for a net trained on images, 1e-4.)
+    scratch_options = dict(batch_size=16, lr=3e-3) if scratch else dict(lr=1e-3)
     config = TrainConfig(data=str(packed), backbone=backbone, image_size=image_size, epochs=epochs, seed=seed,
                          runs_dir=str(out / "runs"), cache_dir=str(out / "cache"), patience=epochs,
                          crop_scale=1.0, hue=0.0, **scratch_options)

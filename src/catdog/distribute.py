@@ -71,6 +71,11 @@ def is_multiworker(strategy: tf.distribute.Strategy) -> bool:
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
+def names_multiworker(name: str) -> bool:
+    """Whether make_strategy(name) will build a multi-worker strategy (known before building it)."""
+    return name == "multiworker" or (name == "auto" and num_workers_in_tf_config() > 1)
+
+
 def describe(strategy: tf.distribute.Strategy) -> str:
     """One log line: which strategy, how many replicas, which task this process is."""
     task = cluster_spec().get("task", {})

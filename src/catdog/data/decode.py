@@ -71,7 +71,6 @@ def resize(image: tf.Tensor, target: tuple[int, int], mode: str = "squash") -> t
     if mode not in RESIZE_MODES:
         raise ValueError(f"resize mode must be one of {RESIZE_MODES}, got {mode!r}")
     th, tw = target
-    image = tf.cast(image, tf.float32)
     if mode == "crop":
         h = tf.cast(tf.shape(image)[0], tf.float32)
         w = tf.cast(tf.shape(image)[1], tf.float32)
@@ -83,9 +82,12 @@ def resize(image: tf.Tensor, target: tuple[int, int], mode: str = "squash") -> t
         image = image[top : top + ch, left : left + cw, :]
     # Antialiasing triples the cost of this function; bilinear alone (the Keras Resizing default) is fine up to a
     # 3x shrink, which the reduced-scale JPEG decode above guarantees for all but extreme aspect ratios.
+    # Both filters average neighbouring pixels, so the result stays within 0..255 without clipping, and
+    # they read uint8 directly (no float copy of the full-size image first).
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
     shrink = tf.reduce_max(shape / tf.constant([th, tw], tf.float32))
     if mode == "pad":
+        image = tf.cast(image, tf.float32)
         image = tf.cond(shrink > 3.0,
                         lambda: tf.image.resize_with_pad(image, th, tw, antialias=True),
                         lambda: tf.image.resize_with_pad(image, th, tw, antialias=False))
@@ -93,7 +95,6 @@ def resize(image: tf.Tensor, target: tuple[int, int], mode: str = "squash") -> t
         image = tf.cond(shrink > 3.0,
                         lambda: tf.image.resize(image, (th, tw), antialias=True),
                         lambda: tf.image.resize(image, (th, tw), antialias=False))
-    image = tf.clip_by_value(image, 0.0, 255.0)
     return tf.ensure_shape(image, [th, tw, 3])
 
 

@@ -22,9 +22,13 @@ MONITORS = ("val_log_loss", "val_loss", "val_accuracy")
 SCHEDULES = ("cosine", "constant")
 CLASS_WEIGHT_MODES = ("auto", "balanced", "none")
 MIXED_PRECISION_MODES = ("auto", "on", "off")
-# phase-1 epochs when not given: head epochs on cached features cost ~0.4 s on 2 cores, so up to 60 with early
-# stopping (bench/tune_defaults.py); an epoch that runs images through a backbone costs minutes on a CPU
-EPOCHS_CACHED, EPOCHS_ON_IMAGES = 60, 10
+# Defaults that depend on what phase 1 trains on (filled in by `resolve`). The head on cached features: an epoch
+# costs well under a second on 2 cores, so up to 60 epochs, a strong L2 and a long patience, tuned by
+# bench/tune_defaults.py. A network on images (--no-cache, several workers, small-cnn from scratch): an epoch
+# costs minutes on a CPU, and L2 1e-3 held a from-scratch net near chance (the demo), so the earlier settings.
+PHASE1_DEFAULTS = {"cached": {"epochs": 60, "l2": 1e-3, "patience": 10},
+                   "images": {"epochs": 10, "l2": 1e-4, "patience": 3}}
+EPOCHS_CACHED, EPOCHS_ON_IMAGES = PHASE1_DEFAULTS["cached"]["epochs"], PHASE1_DEFAULTS["images"]["epochs"]
 # config.json keys written beside the TrainConfig fields (not settable, recomputed on every run)
 RUN_INFO_KEYS = ("catdog_version", "tensorflow_version", "keras_version", "python_version", "manifest_fingerprint",
                  "classes", "feature_dim", "created")
@@ -42,7 +46,7 @@ class TrainConfig:
     weights: str | None = None  # imagenet | none | PATH; None = the backbone's default (imagenet, or the file's own)
     image_size: int | tuple[int, int] | None = None  # None = the backbone's native size
     resize: str = "squash"  # squash | crop | pad, as catdog.data.decode.resize
-    epochs: int | None = None  # phase 1 (frozen backbone, head trains); None = 60 on cached features, else 10
+    epochs: int | None = None  # phase 1 (frozen backbone, head trains); None = 60 on cached features, else 10 (PHASE1_DEFAULTS)
     batch_size: int = 32
     lr: float = 6e-3  # phase-1 peak learning rate (Adam)
     schedule: str = "cosine"  # learning-rate schedule over each phase: cosine decay to 0, or constant
@@ -50,7 +54,7 @@ class TrainConfig:
     unfreeze: int | float = 0.2  # phase 2: top N layers (int) or that fraction of the backbone's layers (float)
     fine_tune_lr: float = 1e-5  # low, so fine-tuning adjusts rather than destroys the pretrained features
     dropout: float = 0.2  # before the dense head
-    l2: float = 1e-3  # L2 penalty on the dense head's kernel
+    l2: float | None = None  # L2 penalty on the dense head's kernel; None = 1e-3 on cached features, else 1e-4
     label_smoothing: float = 0.0  # training targets y * (1 - s) + s / C; scores and calibration use the true labels
     class_weights: str = "auto"  # auto (balanced when classes are imbalanced) | balanced | none
     cache: bool = True  # phase 1 on cached backbone features: the backbone runs once per image, not per epoch
@@ -66,7 +70,7 @@ class TrainConfig:
     runs_dir: str = "runs"
     name: str | None = None  # run folder name; None = <backbone>-<YYYYmmdd-HHMMSS>
     seed: int = 42  # shuffling, head init, dropout and augmentation
-    patience: int = 10  # early stopping: epochs without improvement of `monitor`, per phase
+    patience: int | None = None  # early stopping: epochs without improvement of `monitor`, per phase; None = 10 on cached features, else 3
     monitor: str = "val_log_loss"  # best checkpoint and early stopping follow this
     mixed_precision: str = "auto"  # auto = on when a GPU is visible
     xla: bool = False  # jit_compile the train step (mostly helps on GPUs)
@@ -86,14 +90,14 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1; got {getattr(self, name)}")
         for name in ("fine_tune_epochs", "cache_views", "patience"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0; got {getattr(self, name)}")
         for name in ("lr", "fine_tune_lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be > 0; got {getattr(self, name)}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"--dropout must be in [0, 1); got {self.dropout}")
-        if self.l2 < 0:
+        if self.l2 is not None and self.l2 < 0:
             raise ConfigError(f"--l2 must be >= 0; got {self.l2}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"--label-smoothing must be in [0, 1); got {self.label_smoothing}")
@@ -181,8 +185,16 @@ def _check_types(cfg: TrainConfig) -> None:
         raise ConfigError(f"train config image_size: expected ints, got {cfg.image_size!r}")
 
 
+def phase1_mode(cfg: TrainConfig, from_scratch: bool) -> str:
+    """"cached" when phase 1 will train the head on cached features, else "images" (as the trainer decides)."""
+    from catdog.distribute import names_multiworker
+
+    return "cached" if cfg.cache and not from_scratch and not names_multiworker(cfg.strategy) else "images"
+
+
 def resolve(cfg: TrainConfig) -> TrainConfig:
-    """Fill in defaults that depend on the backbone (weights, image size, epochs); make local paths absolute."""
+    """Fill in defaults that depend on the backbone (weights, image size) and on what phase 1 trains on
+    (epochs, L2, patience: PHASE1_DEFAULTS); make local paths absolute."""
     from catdog.model.classifier import check_image_size, resolve_weights
     from catdog.model.registry import get_backbone
 
@@ -195,8 +207,10 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     data = cfg.data if "://" in cfg.data else str(Path(cfg.data).resolve())
     if entry.from_scratch and cfg.fine_tune_epochs:
         raise ConfigError(f"--fine-tune-epochs: backbone {entry.name} trains end to end already; leave it at 0")
-    epochs = cfg.epochs or (EPOCHS_CACHED if cfg.cache and not entry.from_scratch else EPOCHS_ON_IMAGES)
-    return dataclasses.replace(cfg, backbone=backbone, weights=weights, image_size=size, data=data, epochs=epochs)
+    defaults = PHASE1_DEFAULTS[phase1_mode(cfg, entry.from_scratch)]
+    given = {"epochs": cfg.epochs, "l2": cfg.l2, "patience": cfg.patience}
+    phase1 = {k: defaults[k] if v is None else v for k, v in given.items()}
+    return dataclasses.replace(cfg, backbone=backbone, weights=weights, image_size=size, data=data, **phase1)
 
 
 def check_resume_config(given: TrainConfig, stored: TrainConfig, run_dir) -> None:
