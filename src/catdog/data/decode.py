@@ -53,7 +53,8 @@ def decode_jpeg_reduced(encoded: tf.Tensor, target: tuple[int, int], transposed=
     shape = tf.image.extract_jpeg_shape(encoded)
     index = _jpeg_ratio_index(tf.cast(shape[0], tf.int32), tf.cast(shape[1], tf.int32), target, transposed)
     branches = [
-        (lambda r=r: tf.io.decode_jpeg(encoded, channels=3, ratio=r, dct_method="INTEGER_ACCURATE")) for r in _RATIOS
+        (lambda r=r: tf.io.decode_jpeg(encoded, channels=3, ratio=r, dct_method="INTEGER_ACCURATE"))
+        for r in _RATIOS
     ]
     return tf.switch_case(index, branches)
 
@@ -73,7 +74,8 @@ def decode_any(encoded: tf.Tensor, target: tuple[int, int], orientation=1) -> tf
 
 def _bilinear_corner_aligned(image: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
     """Bilinear resize sampling output pixel x at input x * in / out, as MediaPipe's CPU ImageToTensor does."""
-    return tf.raw_ops.ResizeBilinear(images=image[None], size=size, align_corners=False, half_pixel_centers=False)[0]
+    return tf.raw_ops.ResizeBilinear(images=image[None], size=size, align_corners=False,
+                                     half_pixel_centers=False)[0]
 
 
 def resize(image: tf.Tensor, target: tuple[int, int], mode: str = "squash") -> tf.Tensor:
