@@ -94,9 +94,10 @@ def _jpeg(w, h):
     return buf.getvalue()
 
 
-def test_reduced_scale_decode_only_when_twice_the_target():
+def test_reduced_scale_decode_only_from_three_times_the_target():
     assert decode_jpeg_reduced(tf.constant(_jpeg(400, 300)), (64, 64)).shape[:2] == (75, 100)  # ratio 4
     assert decode_jpeg_reduced(tf.constant(_jpeg(400, 300)), (100, 100)).shape[:2] == (150, 200)  # ratio 2
+    assert decode_jpeg_reduced(tf.constant(_jpeg(400, 300)), (128, 128)).shape[:2] == (300, 400)  # 2.3x: full
     assert decode_jpeg_reduced(tf.constant(_jpeg(100, 80)), (64, 64)).shape[:2] == (80, 100)  # ratio 1
 
 

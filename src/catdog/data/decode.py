@@ -4,9 +4,15 @@ the exported SavedModel and the web server, so their preprocessing cannot drift 
 A JPEG's EXIF Orientation is applied after decoding (catdog.data.exif): from the record feature
 `image/orientation` for packed data (the stored bytes stay original), else read from the bytes in-graph.
 
-JPEGs are decoded at reduced scale (libjpeg's DCT scaling, `ratio` 2/4/8) when the photo is at least twice
-the target size in both dimensions: a 1000x800 photo bound for 224x224 is decoded at 500x400, about 4x less
-work, and then resized (bilinear; antialiased only when still shrinking by more than 3x).
+JPEGs are decoded with libjpeg's accurate integer DCT, at reduced scale (DCT scaling, `ratio` 2/4/8) when the
+photo is at least 3x the target size in both dimensions: a 1000x800 photo bound for 224x224 is decoded at
+500x400, about 4x less work, and then resized (bilinear; antialiased only when still shrinking by more than 3x).
+
+Up to a 3x shrink this is what MediaPipe's ImageClassifier does on a CPU (full decode, OpenCV bilinear warp
+that maps corner to corner, no antialias), so an exported `.tflite` sees the same pixels there up to
+decoder rounding: the bilinear resize samples at `x * in / out` (TF1's `half_pixel_centers=False`, as
+MediaPipe, TFLite and OpenCV's warps do) rather than at half-pixel centres. Its sampling phase, the DCT
+method and reduced-scale decoding each moved P by up to 0.2-0.4 on borderline photos (README, export).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from catdog.data import exif
 
 RESIZE_MODES = ("squash", "crop", "pad")
 _RATIOS = (1, 2, 4, 8)
+_REDUCED_FROM = 3  # reduced-scale JPEG decode only when the photo is >= 3x the target (where antialiasing starts)
 
 
 def as_size(image_size) -> tuple[int, int]:
@@ -28,13 +35,15 @@ def as_size(image_size) -> tuple[int, int]:
 
 
 def _jpeg_ratio_index(height: tf.Tensor, width: tf.Tensor, target: tuple[int, int], transposed=False) -> tf.Tensor:
-    """Index into _RATIOS of the largest ratio that still leaves >= target pixels in both dimensions
-    (of the upright image: a stored image that will be transposed is compared with the swapped target)."""
+    """Index into _RATIOS of the largest ratio that still leaves >= target pixels in both dimensions, 0 below
+    a 3x shrink (of the upright image: a stored image that will be transposed is compared with the swapped
+    target)."""
     th, tw = target
     index = tf.constant(0)
     for i, r in enumerate(_RATIOS[1:], start=1):
-        fits = tf.logical_and(height >= r * th, width >= r * tw)
-        fits_turned = tf.logical_and(height >= r * tw, width >= r * th)
+        m = max(r, _REDUCED_FROM)
+        fits = tf.logical_and(height >= m * th, width >= m * tw)
+        fits_turned = tf.logical_and(height >= m * tw, width >= m * th)
         index = tf.where(tf.where(transposed, fits_turned, fits), i, index)
     return index
 
@@ -44,7 +53,8 @@ def decode_jpeg_reduced(encoded: tf.Tensor, target: tuple[int, int], transposed=
     shape = tf.image.extract_jpeg_shape(encoded)
     index = _jpeg_ratio_index(tf.cast(shape[0], tf.int32), tf.cast(shape[1], tf.int32), target, transposed)
     branches = [
-        (lambda r=r: tf.io.decode_jpeg(encoded, channels=3, ratio=r)) for r in _RATIOS
+        (lambda r=r: tf.io.decode_jpeg(encoded, channels=3, ratio=r, dct_method="INTEGER_ACCURATE"))
+        for r in _RATIOS
     ]
     return tf.switch_case(index, branches)
 
@@ -60,6 +70,12 @@ def decode_any(encoded: tf.Tensor, target: tuple[int, int], orientation=1) -> tf
             tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8), [None, None, 3]
         ),
     )
+
+
+def _bilinear_corner_aligned(image: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
+    """Bilinear resize sampling output pixel x at input x * in / out, as MediaPipe's CPU ImageToTensor does."""
+    return tf.raw_ops.ResizeBilinear(images=image[None], size=size, align_corners=False,
+                                     half_pixel_centers=False)[0]
 
 
 def resize(image: tf.Tensor, target: tuple[int, int], mode: str = "squash") -> tf.Tensor:
@@ -80,8 +96,8 @@ def resize(image: tf.Tensor, target: tuple[int, int], mode: str = "squash") -> t
         top = (tf.shape(image)[0] - ch) // 2
         left = (tf.shape(image)[1] - cw) // 2
         image = image[top : top + ch, left : left + cw, :]
-    # Antialiasing triples the cost of this function; bilinear alone (the Keras Resizing default) is fine up to a
-    # 3x shrink, which the reduced-scale JPEG decode above guarantees for all but extreme aspect ratios.
+    # Antialiasing triples the cost of this function; bilinear alone is fine up to a 3x shrink, which the
+    # reduced-scale JPEG decode above guarantees for all but extreme aspect ratios.
     # Both filters average neighbouring pixels, so the result stays within 0..255 without clipping, and
     # they read uint8 directly (no float copy of the full-size image first).
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
@@ -94,7 +110,7 @@ def resize(image: tf.Tensor, target: tuple[int, int], mode: str = "squash") -> t
     else:
         image = tf.cond(shrink > 3.0,
                         lambda: tf.image.resize(image, (th, tw), antialias=True),
-                        lambda: tf.image.resize(image, (th, tw), antialias=False))
+                        lambda: _bilinear_corner_aligned(image, (th, tw)))
     return tf.ensure_shape(image, [th, tw, 3])
 
 

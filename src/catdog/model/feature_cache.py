@@ -31,7 +31,7 @@ import numpy as np
 from catdog import atomic, progress
 from catdog.errors import DataError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: decode.py matches MediaPipe (accurate DCT, corner-aligned bilinear, reduced decode from 3x)
 log = logging.getLogger("catdog.train")
 
 
