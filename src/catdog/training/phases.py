@@ -30,7 +30,8 @@ def keras_verbose() -> int:
 
 
 def _epoch_progress(phase: int, images: int, batch_size: int, epochs: int) -> list:
-    """[EpochProgress] where Keras' own bar is off, else []: never two bars."""
+    """[EpochProgress] where Keras' own bar is off, else []: never two bars. `images` an epoch: the split's
+    count on cached features (the last batch is partial), steps x batch on images (the stream repeats)."""
     from catdog.training.epoch_progress import EpochProgress
 
     return [] if keras_verbose() else [EpochProgress(phase, images, batch_size, epochs)]
@@ -119,7 +120,8 @@ def phase_on_images(cfg, run_dir, state, phase, classifier, num_classes, weights
                    shuffle=False, verbose=keras_verbose(),
                    callbacks=[*backup, recorder, tensorboard_callback(run_dir, phase, cfg.profile and phase == _profile_phase(
                        cfg, state["phase1"]["mode"] == "cached"), steps),
-                       *_epoch_progress(phase, num_examples(cfg.data, "train"), global_batch_size(cfg), epochs), *callbacks])
+                       *_epoch_progress(phase, steps * global_batch_size(cfg), global_batch_size(cfg), epochs),
+                       *callbacks])
     state[f"phase{phase}"]["seconds"] += time.perf_counter() - fit_start
     if multi:  # workers in sync end with equal weights: compare this line across the workers' logs
         from catdog.distribute import weights_checksum
