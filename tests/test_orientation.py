@@ -201,3 +201,22 @@ def test_exported_savedmodel_bytes_signature_turns_photos_upright(photos, tmp_pa
     model = load_run(run).inference_model()
     sideways = model(decode_and_resize(tf.constant((folder / "6.jpg").read_bytes()), SIZE, orientation=1)[None]).numpy()
     assert np.abs(sideways - probs[:1]).max() > 0.02  # ignoring the tag would have been caught
+
+
+def test_decoding_upright_logs_no_onednn_error_line(tmp_path):
+    """TF's transpose of uint8 pixels goes through oneDNN, which prints "E0000 ... oneDNN supports DT_UINT8 only
+    on platforms with AVX-512" on such CPUs: a line that looks like an error in every train/predict run."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "p.jpg"
+    Image.fromarray(np.full((30, 40, 3), 120, np.uint8)).save(path)
+    code = ("import catdog._tf, tensorflow as tf\nfrom catdog.data.decode import decode_and_resize\n"
+            f"data = open({str(path)!r}, 'rb').read()\n"
+            "for o in (1, 6):\n"
+            "    ds = tf.data.Dataset.from_tensors(data).map(lambda e: decode_and_resize(e, (16, 20), orientation=o))\n"
+            "    assert next(iter(ds)).shape == (16, 20, 3)\n"
+            "    tf.function(lambda e: decode_and_resize(e, (16, 20)))(tf.constant(data))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "oneDNN supports" not in proc.stderr, proc.stderr[-2000:]

@@ -61,14 +61,14 @@ def decode_jpeg_reduced(encoded: tf.Tensor, target: tuple[int, int], transposed=
 
 def decode_any(encoded: tf.Tensor, target: tuple[int, int], orientation=1) -> tf.Tensor:
     """JPEG via the reduced-scale path, turned upright by `orientation`; PNG/GIF/BMP/WebP via
-    tf.io.decode_image (first frame)."""
+    tf.io.decode_image (first frame). float32 pixels 0..255."""
     orientation = exif.upright(orientation)
     return tf.cond(
         tf.io.is_jpeg(encoded),
         lambda: exif.apply_orientation(decode_jpeg_reduced(encoded, target, orientation >= 5), orientation),
-        lambda: tf.ensure_shape(
-            tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8), [None, None, 3]
-        ),
+        lambda: tf.ensure_shape(tf.cast(
+            tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8), tf.float32),
+            [None, None, 3]),
     )
 
 

@@ -110,17 +110,20 @@ def upright(status):
 
 
 def apply_orientation(image, orientation):
-    """Turn decoded pixels (h, w, c) upright for an EXIF orientation 1..8 (anything else: unchanged).
+    """Turn decoded pixels (h, w, c) upright for an EXIF orientation 1..8 (anything else: unchanged); float32 out.
 
-    Every orientation is a transpose (5-8) followed by a mirror of rows and/or columns, so it is done with a
-    tf.transpose and a tf.reverse whose permutation and axes are tensors: no branch ops, which cost the
-    input pipeline more per image than the transform itself (most photos are orientation 1: both are no-ops).
+    Every orientation is a mirror of rows and/or columns followed, for 5-8, by a transpose. The mirror is one
+    tf.reverse whose axes are a tensor (no branch op, which costs the input pipeline more per image than the
+    transform itself); the transpose runs in a tf.cond, on float32 pixels: TF's transpose of uint8 goes through
+    oneDNN, which logs an "E0000 ... oneDNN supports DT_UINT8" line on CPUs without AVX-512. The maximum with
+    0 (a no-op on cast uint8) keeps Grappler from moving that cast after the transpose.
     """
     import tensorflow as tf
 
     o = upright(orientation)
-    perm = tf.where(o >= 5, tf.constant([1, 0, 2]), tf.constant([0, 1, 2]))
-    flip_rows = tf.reduce_any(tf.equal(o, [3, 4, 7, 8]))  # upside down after the transpose
-    flip_columns = tf.reduce_any(tf.equal(o, [2, 3, 6, 7]))  # mirrored left-right after the transpose
+    flip_rows = tf.reduce_any(tf.equal(o, [3, 4, 6, 7]))  # upside down (before the transpose)
+    flip_columns = tf.reduce_any(tf.equal(o, [2, 3, 7, 8]))  # mirrored left-right (before the transpose)
     axes = tf.boolean_mask(tf.constant([0, 1]), tf.stack([flip_rows, flip_columns]))
-    return tf.ensure_shape(tf.reverse(tf.transpose(image, perm), axes), [None, None, image.shape[-1]])
+    image = tf.cast(tf.reverse(image, axes), tf.float32)
+    image = tf.cond(o >= 5, lambda: tf.transpose(tf.maximum(image, 0.0), [1, 0, 2]), lambda: image)
+    return tf.ensure_shape(image, [None, None, image.shape[-1]])
