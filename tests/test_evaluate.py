@@ -9,21 +9,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from sklearn.metrics import log_loss
-from typer.testing import CliRunner
 
-import catdog.cli
 from catdog.data import load
 from catdog.data import manifest as manifest_lib
 from catdog.run import load_run
 from fixtures.packed import build_pack
 from fixtures.runs import val_logits, write_run
-
-catdog.cli._register_commands()
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(catdog.cli.app, [str(a) for a in args])
+from fixtures.cli import invoke
 
 
 def read_rows(path):

@@ -10,17 +10,14 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from typer.testing import CliRunner
 
-import catdog.cli
 from catdog.data.decode import decode_and_resize
 from catdog.predictors import KerasPredictor, load_predictor
 from catdog.run import load_run
 from fixtures.packed import build_pack, jpeg_bytes
 from fixtures.runs import write_run
+from fixtures.cli import invoke
 
-catdog.cli._register_commands()
-runner = CliRunner()
 
 # Runs in a fresh interpreter where importing catdog is impossible: the SavedModel must stand alone.
 STANDALONE = r"""
@@ -39,10 +36,6 @@ assert not [m for m in sys.modules if m.startswith("catdog")]
 json.dump({"probabilities": out["probabilities"].numpy().tolist(),
            "classes": [[c.decode() for c in row] for row in out["classes"].numpy()]}, open(out_json, "w"))
 """
-
-
-def invoke(*args):
-    return runner.invoke(catdog.cli.app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")

@@ -13,22 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-import catdog.cli
 from catdog.predictors import load_predictor
 from catdog.tflite_metadata import read_labels
 from fixtures.packed import build_pack
 from fixtures.runs import write_run
+from fixtures.cli import invoke
 
-catdog.cli._register_commands()
-runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
 MEDIAPIPE_PYTHON = Path(os.environ.get("CATDOG_MEDIAPIPE_PYTHON", REPO / ".venv-mediapipe" / "bin" / "python"))
-
-
-def invoke(*args):
-    return runner.invoke(catdog.cli.app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")

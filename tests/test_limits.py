@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import struct
 import subprocess
@@ -21,22 +20,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-import catdog.cli
 from catdog.data.imagecheck import BadImage, read_header
 from catdog.data.pack import pack
 from fixtures.images import make_image
 from fixtures.runs import write_run
+from fixtures.cli import invoke
 
-catdog.cli._register_commands()
-RUNNER = CliRunner()
 SRC = Path(__file__).resolve().parents[1] / "src"
 GB = 2**30
-
-
-def invoke(*args):
-    return RUNNER.invoke(catdog.cli.app, [str(a) for a in args])
 
 
 def peak_rss(*args, cwd=None) -> tuple[int, int, str]:

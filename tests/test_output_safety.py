@@ -17,23 +17,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-import catdog.cli
 from catdog import csvfile, lock
 from catdog.data.pack import inspect, pack
 from catdog.errors import DataError
 from fixtures.images import make_image
 from fixtures.packed import build_pack
 from fixtures.runs import write_run
+from fixtures.cli import invoke
 
-catdog.cli._register_commands()
-RUNNER = CliRunner()
 SRC = Path(__file__).resolve().parents[1] / "src"
-
-
-def invoke(*args):
-    return RUNNER.invoke(catdog.cli.app, [str(a) for a in args])
 
 
 def one_line_error(result, pattern: str = "") -> str:

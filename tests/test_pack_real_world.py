@@ -4,29 +4,15 @@ rejected with a reason, a test split that mixes labeled and unlabeled files is r
 
 from __future__ import annotations
 
-import csv
 import shutil
 
 import pytest
-from typer.testing import CliRunner
 
-import catdog.cli
 from catdog.data.pack import pack
 from catdog.errors import DataError
 from fixtures.images import make_image
 from fixtures.runs import write_run
-
-catdog.cli._register_commands()
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(catdog.cli.app, [str(a) for a in args])
-
-
-def read_csv(path):
-    with open(path, newline="") as f:
-        return list(csv.reader(f))
+from fixtures.cli import invoke, read_csv
 
 
 def quick(sources, out, **kw):

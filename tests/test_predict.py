@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import shutil
 import zipfile
 from pathlib import Path
@@ -10,9 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from typer.testing import CliRunner
 
-import catdog.cli
 from catdog.data.decode import decode_and_resize
 from catdog.errors import ModelError
 from catdog.inputs import collect_inputs, natural_key
@@ -21,18 +18,7 @@ from catdog.run import load_run
 from fixtures.images import make_image
 from fixtures.packed import build_pack
 from fixtures.runs import write_run
-
-catdog.cli._register_commands()
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(catdog.cli.app, [str(a) for a in args])
-
-
-def read_csv(path: Path) -> list[list[str]]:
-    with open(path, newline="") as f:
-        return list(csv.reader(f))
+from fixtures.cli import invoke, read_csv
 
 
 @pytest.fixture(scope="module")

@@ -5,32 +5,23 @@ The commands run with stderr captured (not a terminal), so they also show the pe
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from typer.testing import CliRunner
 
-import catdog.cli
 from fixtures.images import make_image
+from fixtures.cli import invoke as run_cli, read_csv
 
-catdog.cli._register_commands()
-runner = CliRunner()
 CLASSES = {"bird": (60, 200, 60), "cat": (200, 60, 40), "dog": (40, 60, 200)}
 
 
 def invoke(*args):
-    result = runner.invoke(catdog.cli.app, [str(a) for a in args])
+    result = run_cli(*args)
     assert result.exit_code == 0, result.output
     return result
-
-
-def read_csv(path):
-    with open(path, newline="") as f:
-        return list(csv.reader(f))
 
 
 @pytest.fixture(scope="module")
