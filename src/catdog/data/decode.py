@@ -98,8 +98,7 @@ def resize(image: tf.Tensor, target: tuple[int, int], mode: str = "squash") -> t
         image = image[top : top + ch, left : left + cw, :]
     # Antialiasing triples the cost of this function; bilinear alone is fine up to a 3x shrink, which the
     # reduced-scale JPEG decode above guarantees for all but extreme aspect ratios.
-    # Both filters average neighbouring pixels, so the result stays within 0..255 without clipping, and
-    # they read uint8 directly (no float copy of the full-size image first).
+    # Both filters average neighbouring pixels, so the result stays within 0..255 without clipping.
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
     shrink = tf.reduce_max(shape / tf.constant([th, tw], tf.float32))
     if mode == "pad":

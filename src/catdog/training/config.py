@@ -28,7 +28,6 @@ MIXED_PRECISION_MODES = ("auto", "on", "off")
 # costs minutes on a CPU, and L2 1e-3 held a from-scratch net near chance (the demo), so the earlier settings.
 PHASE1_DEFAULTS = {"cached": {"epochs": 60, "l2": 1e-3, "patience": 10},
                    "images": {"epochs": 10, "l2": 1e-4, "patience": 3}}
-EPOCHS_CACHED, EPOCHS_ON_IMAGES = PHASE1_DEFAULTS["cached"]["epochs"], PHASE1_DEFAULTS["images"]["epochs"]
 # config.json keys written beside the TrainConfig fields (not settable, recomputed on every run)
 RUN_INFO_KEYS = ("catdog_version", "tensorflow_version", "keras_version", "python_version", "manifest_fingerprint",
                  "classes", "feature_dim", "created")
@@ -186,7 +185,7 @@ def _check_types(cfg: TrainConfig) -> None:
 
 
 def phase1_mode(cfg: TrainConfig, from_scratch: bool) -> str:
-    """"cached" when phase 1 will train the head on cached features, else "images" (as the trainer decides)."""
+    """"cached" when phase 1 will train the head on cached features, else "images"; the trainer follows it."""
     from catdog.distribute import names_multiworker
 
     return "cached" if cfg.cache and not from_scratch and not names_multiworker(cfg.strategy) else "images"

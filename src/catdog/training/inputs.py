@@ -117,8 +117,9 @@ def cached_dataset(split_cache, batch_size: int, num_classes: int, *, shuffle: b
         state["epoch"] += 1
         return order, view_of
 
-    def batch_rows(order, view_of, step) -> np.ndarray:
-        idx = np.sort(order[step * batch_size : (step + 1) * batch_size])  # sorted: sequential reads of the memmap
+    def batch_rows(order, view_of, step) -> tuple[np.ndarray, np.ndarray]:
+        """(features, row indices) of one batch; sorted indices read the memmap sequentially."""
+        idx = np.sort(order[step * batch_size : (step + 1) * batch_size])
         x = np.empty((len(idx), dim), np.float32)
         which = view_of[idx]
         for view in np.unique(which):

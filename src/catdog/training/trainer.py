@@ -15,7 +15,7 @@ from catdog import lock
 from catdog.errors import ConfigError, DataError, ModelError
 from catdog.model.loading import load_keras_model
 from catdog.resources import check_training_memory
-from catdog.training.config import TrainConfig, resolve
+from catdog.training.config import TrainConfig, phase1_mode, resolve
 from catdog.training.finalize import finalize
 from catdog.training.inputs import class_weights
 from catdog.training.models import build_models
@@ -103,7 +103,7 @@ def train(config: TrainConfig | None = None, *, resume=None, callbacks=()) -> Pa
                      "" if chief else f"; not the chief: writing into {run_dir}, deleted when done")
         with strategy.scope():
             run_dir = _train(cfg, run_dir, state, manifest, num_classes, "mixed_float16" if mixed else "float32",
-                             list(callbacks), models, multi)
+                             list(callbacks), models)
         if multi and not chief:
             import shutil
 
@@ -128,7 +128,7 @@ def train(config: TrainConfig | None = None, *, resume=None, callbacks=()) -> Pa
             handler.close()
 
 
-def _train(cfg, run_dir, state, manifest, num_classes, precision, callbacks, models, multi=False) -> Path:
+def _train(cfg, run_dir, state, manifest, num_classes, precision, callbacks, models) -> Path:
     from catdog.model.classifier import build_classifier, feature_dim, get_backbone_layer, unfreeze
     from catdog.model.registry import get_backbone
 
@@ -149,9 +149,8 @@ def _train(cfg, run_dir, state, manifest, num_classes, precision, callbacks, mod
     # phase 1: frozen backbone (or the whole small-cnn from scratch)
     val_cache = None
     p1 = state["phase1"]
-    use_cache = cfg.cache and not entry.from_scratch
-    if use_cache and multi:
-        use_cache = False
+    use_cache = phase1_mode(cfg, entry.from_scratch) == "cached"  # the decision that chose the phase-1 defaults
+    if cfg.cache and not entry.from_scratch and not use_cache:
         log.info("feature cache off under several workers: phase 1 trains on images through the frozen backbone")
     p1["mode"] = "scratch" if entry.from_scratch else ("cached" if use_cache else "frozen")
     if not p1["done"]:
