@@ -60,7 +60,7 @@ def pack_command(
                                                 "not used for a source with a val/ folder.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Salts the split and the record order.")] = 0,
     shard_size: Annotated[str, typer.Option(help="Approximate shard size: bytes or 64MB, 128MB, 1GB.")] = "128MB",
-    workers: Annotated[int | None, typer.Option(help="Processes (default: all cores; 1 = no subprocesses).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes that check images (default: all cores; 1 = no subprocesses).")] = None,
     max_pixels: Annotated[int, typer.Option(help="Reject images whose header claims more pixels.")] = DEFAULT_MAX_PIXELS,
     overwrite: Annotated[bool, typer.Option(help="Replace a different pack already in --out.")] = False,
     num_workers: Annotated[int, typer.Option(help="Machines sharing this pack (each runs it with its own --worker-index).")] = 1,

@@ -78,7 +78,7 @@ def pack(sources, out, *, val_fraction: float = 0.2, seed: int = 0, shard_size: 
         val_fraction: share of labeled images that go to `val`, by content hash. Defaults to `0.2`.
         seed: salts the split and the record order. Defaults to `0`.
         shard_size: approximate bytes per shard. Defaults to 128 MiB.
-        workers: processes for checking and writing; None = all cores, 0 or 1 = in this process.
+        workers: processes that check images (shards are written in this process); None = all cores, 0 or 1 = none.
         max_pixels: images whose header claims more pixels are rejected undecoded. Defaults to 40 MP.
         overwrite: replace a different pack already in `out`. Defaults to `False` (DataError instead).
         progress: report progress on stderr (a bar on a terminal, else a line every ~10 s). Defaults to `True`.
