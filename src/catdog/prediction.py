@@ -59,7 +59,8 @@ def run_predictions(predictor: Predictor, inputs: Inputs, *, batch_size: int = 3
         status = tf.cond(orientation == RAW, lambda: orientation_status(data), lambda: orientation)
         return image_id, status, decode_and_resize(data, size, mode, status)
 
-    decoded = inputs.dataset().map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    decoded = inputs.dataset().map(tf.autograph.experimental.do_not_convert(decode),  # as in data.pipeline.load
+                                   num_parallel_calls=tf.data.AUTOTUNE)
     # A bad image raises inside the parallel map; ignore_errors drops exactly that element and the id
     # that never comes out is what we report (with the reason found by decoding it again below).
     batches = decoded.ignore_errors().batch(batch_size).prefetch(tf.data.AUTOTUNE)

