@@ -369,3 +369,27 @@ def test_pack_workers_check_images_without_importing_tensorflow(tmp_path):
             "assert 'tensorflow' not in sys.modules, 'a pack worker imported TensorFlow'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+
+def test_pack_starts_the_checks_before_importing_tensorflow(tmp_path):
+    """`catdog pack` imports TensorFlow (~5 s of one core) only once its workers are checking images, so the
+    two overlap: importing catdog.data.pack does not import it, and the checks are handed out before it is."""
+    import subprocess
+    import sys
+
+    for k in range(4):
+        make_image(tmp_path / "src" / f"cat.{k}.jpg", (200, 120, 60 + k))
+        make_image(tmp_path / "src" / f"dog.{k}.jpg", (60, 120, 200 - k))
+    code = ("import sys\n"
+            "import catdog.data.pack as p\n"
+            "assert 'tensorflow' not in sys.modules, 'importing catdog.data.pack imported TensorFlow'\n"
+            "seen = []\n"
+            "start = p.Runner.start_checks\n"
+            "p.Runner.start_checks = lambda self, c: seen.append('tensorflow' in sys.modules) or start(self, c)\n"
+            f"m = p.pack({str(tmp_path / 'src')!r}, {str(tmp_path / 'out')!r}, workers=2, progress=False)\n"
+            "assert seen == [False], seen\n"
+            "assert 'tensorflow' in sys.modules\n"
+            "assert m['splits']['train']['num_examples'] + m['splits']['val']['num_examples'] == 8, m['splits']\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]

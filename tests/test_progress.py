@@ -67,3 +67,14 @@ def test_terminal_mode_is_a_bar_not_lines():
     with progress.bar(4, "pack", stream=stream, terminal=True) as advance:
         advance(4)
     assert "images/s" in stream.getvalue() and "done in" not in stream.getvalue()
+
+
+def test_a_task_shown_after_its_work_began_counts_from_when_it_began():
+    """pack's checks run while TensorFlow imports and are shown after: the rate is over the real time."""
+    clock, stream = FakeClock(), io.StringIO()
+    with progress.reporter(True, stream=stream, clock=clock, interval=10, terminal=False) as report:
+        started = clock()
+        clock.now += 8
+        advance = report.task("check", 400, started)
+        advance(400)
+    assert stream.getvalue().splitlines() == ["check: 400/400 images (100%), 50 images/s, done in 0:00:08"]

@@ -113,7 +113,7 @@ def _alive(pid) -> bool:
 
 @contextmanager
 def _marker(folder: str, what: str) -> Iterator[str]:
-    import tensorflow as tf
+    from catdog._tf import tf  # quietly, whichever module imports TensorFlow first
 
     path = f"{folder.rstrip('/')}/{LOCK_NAME}"
     if tf.io.gfile.exists(path):

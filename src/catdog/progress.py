@@ -33,9 +33,11 @@ def _duration(seconds: float) -> str:
 class _LineTask:
     """One task in line mode: counts, and prints when `interval` has passed since the last line or at the end."""
 
-    def __init__(self, description: str, total: int, stream: TextIO, clock: Callable[[], float], interval: float):
+    def __init__(self, description: str, total: int, stream: TextIO, clock: Callable[[], float], interval: float,
+                 started: float | None = None):
         self.description, self.total, self.stream, self.clock, self.interval = description, total, stream, clock, interval
-        self.start = self.last = clock()
+        self.last = clock()
+        self.start = self.last if started is None else started
         self.done = 0
         self.ended = False
 
@@ -74,12 +76,16 @@ class Reporter:
         self.mode, self.stream, self.clock, self.interval, self._bar = mode, stream, clock, interval, bar
         self._tasks: list[_LineTask] = []
 
-    def task(self, description: str, total: int) -> Callable[[int], None]:
+    def task(self, description: str, total: int, started: float | None = None) -> Callable[[int], None]:
+        """advance(n) for a new task. `started` (a time of `clock`): when the work began, if before this call
+        (pack's checks run while TensorFlow imports), so that the rate and the duration count from there."""
         if self.mode == "bar":
             task_id = self._bar.add_task(description, total=total)
+            if started is not None:
+                self._bar.tasks[-1].start_time = started  # rich's clock is time.monotonic too
             return lambda n: self._bar.advance(task_id, n)
         if self.mode == "lines":
-            line_task = _LineTask(description, total, self.stream, self.clock, self.interval)
+            line_task = _LineTask(description, total, self.stream, self.clock, self.interval, started)
             self._tasks.append(line_task)
             return line_task.advance
         return lambda n: None
@@ -97,7 +103,9 @@ def _rich_bar(stream: TextIO, transient: bool):
 
     class RateColumn(ProgressColumn):
         def render(self, task):
-            speed = task.finished_speed or task.speed
+            # when done, the average since the start (rich's own speed is over its last samples: a task whose
+            # work was done before it was shown would read millions of images/s)
+            speed = task.completed / task.elapsed if task.finished and task.elapsed else task.speed
             return Text(f"{speed:,.0f} images/s" if speed else "… images/s")
 
     console = Console(file=stream)

@@ -64,9 +64,10 @@ def handle_errors(fn):
 
 
 def _quiet_tensorflow() -> None:
-    """Import TensorFlow up front without its C++ banner, unless only --help was asked for."""
+    """Import TensorFlow up front without its C++ banner, unless only --help was asked for; not for `pack`,
+    which imports it (as quietly) once its workers are checking images, to overlap the two."""
     args = sys.argv[1:]
-    if args and not any(a in ("--help", "-h", "--version") for a in args):
+    if args and args[0] != "pack" and not any(a in ("--help", "-h", "--version") for a in args):
         import catdog._tf  # noqa: F401
 
 

@@ -2,15 +2,16 @@
 
 Every later step (train, evaluate, predict) reads the manifest and the shards it lists, never raw folders.
 Paths go through `tf.io.gfile` so packed data can live on any filesystem TensorFlow reads (local, gs://, s3://).
+TensorFlow is imported where a file is touched, not with this module: `pack` imports it while its workers
+already check images (the import takes ~5 s of one core here).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import posixpath
-
-from catdog._tf import tf
 
 from catdog import atomic
 from catdog.errors import DataError
@@ -21,8 +22,8 @@ SPLITS = ("train", "val", "test")
 
 
 def join(directory: str, name: str) -> str:
-    """Join like os.path.join, but also for URLs such as gs://bucket/dir."""
-    return posixpath.join(str(directory), name) if "://" in str(directory) else str(tf.io.gfile.join(str(directory), name))
+    """Join like os.path.join, but also for URLs such as gs://bucket/dir (as tf.io.gfile.join does)."""
+    return posixpath.join(str(directory), name) if "://" in str(directory) else os.path.join(str(directory), name)
 
 
 def write_manifest(directory: str, manifest: dict) -> None:
@@ -31,6 +32,8 @@ def write_manifest(directory: str, manifest: dict) -> None:
 
 def read_manifest(directory: str) -> dict:
     """Load and sanity-check a manifest; DataError names the folder if it is not a catdog pack."""
+    from catdog._tf import tf
+
     directory = str(directory)
     path = join(directory, MANIFEST_NAME)
     if not tf.io.gfile.exists(directory):
@@ -84,6 +87,8 @@ def shard_paths(directory: str, manifest: dict, split: str) -> list[str]:
 
 
 def file_sha256(path: str, chunk: int = 1 << 20) -> str:
+    from catdog._tf import tf
+
     digest = hashlib.sha256()
     with tf.io.gfile.GFile(path, "rb") as f:
         while block := f.read(chunk):
@@ -93,6 +98,8 @@ def file_sha256(path: str, chunk: int = 1 << 20) -> str:
 
 def verify_shards(directory: str, manifest: dict | None = None) -> list[str]:
     """Re-hash every shard; returns one problem line per missing or altered shard (empty list = intact)."""
+    from catdog._tf import tf
+
     manifest = manifest or read_manifest(directory)
     problems = []
     for split, info in manifest["splits"].items():

@@ -33,7 +33,6 @@ from catdog.data import pack_plan as plan_lib
 from catdog.data.imagecheck import DEFAULT_MAX_PIXELS
 from catdog.data.pack_plan import Entry, Plan, part_of, shard_file
 from catdog.data.pack_workers import Runner
-from catdog.data.records import UNLABELED
 from catdog.data.scan import Source, display_path, scan
 from catdog.data.split import check_val_fraction
 from catdog.errors import ConfigError
@@ -111,45 +110,52 @@ def pack(sources, out, *, val_fraction: float = 0.2, seed: int = 0, shard_size: 
         out = state.part_dir(out, worker_index, num_workers)
     num_files = len(items) + len(rejects)
     check_pack_folder(out)
-    _makedirs(out)
-    with lock.exclusive(out, "pack"), disk_full(out, "packing"):  # one writer; ENOSPC -> one line
-        existing = state.prepare(out, fingerprint, overwrite)
-        if existing is not None:
-            return existing
+    with Runner(min(workers, max(1, len(items) // _CHUNK)), found, max_pixels) as runner:
+        # The workers start checking now, while this process imports TensorFlow (first needed just below;
+        # ~5 s of one core here, as long as the checks of 5,000 photos on two).
+        checks, started = runner.start_checks(_chunks(items)), time.monotonic()
+        _makedirs(out)
+        with lock.exclusive(out, "pack"), disk_full(out, "packing"):  # one writer; ENOSPC -> one line
+            existing = state.prepare(out, fingerprint, overwrite)
+            if existing is not None:
+                return existing  # the same pack is already there: the checks are cancelled unread
 
-        with progress_lib.reporter(progress) as report, \
-                Runner(min(workers, max(1, len(items) // _CHUNK)), found, max_pixels) as runner:
-            entries, source_bytes = _check_all(runner, report, found, items, rejects, notices)
-            plan, report_rows = plan_lib.plan(entries, rejects, val_fraction, seed, shard_size, found, classes,
-                                              part is not None)
-            shards = _write_all(runner, report, plan, out, fingerprint)
+            with progress_lib.reporter(progress) as report:
+                entries, source_bytes = _check_all(runner, report.task("check", len(items), started), checks, found,
+                                                   items, rejects, notices)
+                plan, report_rows = plan_lib.plan(entries, rejects, val_fraction, seed, shard_size, found, classes,
+                                                  part is not None)
+                shards = _write_all(runner, report, plan, out, fingerprint)
 
-        manifest = _manifest(found, config, fingerprint, plan, shards, rejects, report_rows,
-                             seconds=time.perf_counter() - start, num_files=num_files,
-                             source_bytes=source_bytes, notices=notices)
-        records = None
-        if part is not None:
-            manifest["part"] = part
-            records = plan_lib.record_rows(plan, found)
-        state.finish(out, manifest, report_rows, rejects, records)
-        return manifest
+            manifest = _manifest(found, config, fingerprint, plan, shards, rejects, report_rows,
+                                 seconds=time.perf_counter() - start, num_files=num_files,
+                                 source_bytes=source_bytes, notices=notices)
+            records = None
+            if part is not None:
+                manifest["part"] = part
+                records = plan_lib.record_rows(plan, found)
+            state.finish(out, manifest, report_rows, rejects, records)
+            return manifest
 
 
 def _makedirs(path: str) -> None:
-    import tensorflow as tf  # a local path or a gs:// URL
+    from catdog._tf import tf  # a local path or a gs:// URL
 
     tf.io.gfile.makedirs(path)
 
 
-def _check_all(runner, report, found, items, rejects, notices):
-    """Pass 2: decode-check + hash every item in the workers. Returns usable entries (in scan order);
+def _chunks(items) -> list[list[tuple[int, int, str]]]:
+    """The check tasks: (position, source, member) in chunks of _CHUNK."""
+    return [[(i, it.source, it.member) for i, it in enumerate(items[k:k + _CHUNK], start=k)]
+            for k in range(0, len(items), _CHUNK)]
+
+
+def _check_all(runner, advance, checks, found, items, rejects, notices):
+    """Pass 2: collect the workers' decode-check + hash of every item. Returns usable entries (in scan order);
     a damaged EXIF orientation becomes a warning in `notices`."""
-    chunks = [[(i, it.source, it.member) for i, it in enumerate(items[k:k + _CHUNK], start=k)]
-              for k in range(0, len(items), _CHUNK)]
-    advance = report.task("check", len(items))
     results: list[tuple | None] = [None] * len(items)
     source_bytes = 0
-    for row in runner.check(chunks, advance):
+    for row in runner.collect(checks, advance):
         results[row[0]] = row[1:]
     entries = []
     for item, (reason, sha, phash, height, width, converted, stored, size, orientation, problem) in zip(items, results):
@@ -165,6 +171,7 @@ def _check_all(runner, report, found, items, rejects, notices):
 
 def _write_all(runner, report, plan: Plan, out: str, fingerprint: str) -> dict[str, list[dict]]:
     """Pass 4: write the shards not already complete; returns shard infos per split in manifest order."""
+    from catdog.data.records import UNLABELED
     label_index = {c: i for i, c in enumerate(plan.classes)}
     planned = plan.shard_files()
     state.clear(out, keep=set(planned))  # shards of an older, different plan

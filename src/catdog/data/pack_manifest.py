@@ -16,8 +16,7 @@ MAX_WARNINGS = 100  # warning lines kept in the manifest (the rest are counted)
 
 def versions() -> dict:
     """The format and library versions a new pack records (a merge keeps its parts' ones)."""
-    import tensorflow as tf
-
+    from catdog._tf import tf
     from catdog._version import __version__
 
     return {"format": manifest_lib.FORMAT, "catdog_version": __version__, "tensorflow_version": tf.__version__}

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import re
 
-from catdog._tf import tf
-
 from catdog import atomic, csvfile
 from catdog.data import manifest as manifest_lib
 from catdog.errors import DataError
@@ -32,6 +30,8 @@ def part_dir(out: str, index: int, count: int) -> str:
 
 def read_existing(out: str) -> dict | None:
     """The folder's manifest if it has one ({"fingerprint": "unreadable"} when damaged), else None."""
+    from catdog._tf import tf
+
     path = manifest_lib.join(out, manifest_lib.MANIFEST_NAME)
     if not tf.io.gfile.exists(path):
         return None
@@ -51,6 +51,8 @@ def _ours(name: str) -> bool:
 
 def clear(out: str, keep: set[str] = frozenset()) -> None:
     """Remove catdog's own files from out (shards not in `keep`, side files, leftovers); never anything else."""
+    from catdog._tf import tf
+
     for name in tf.io.gfile.listdir(out):
         name = name.rstrip("/")
         leftover = _TEMP_NAME.match(name)
@@ -61,6 +63,8 @@ def clear(out: str, keep: set[str] = frozenset()) -> None:
 
 def prepare(out: str, fingerprint: str, overwrite: bool, verify_existing: bool = True) -> dict | None:
     """Returns an existing complete manifest of the same pack (nothing to do), else readies `out`."""
+    from catdog._tf import tf
+
     if tf.io.gfile.exists(out) and not tf.io.gfile.isdir(out):
         raise DataError(f"{out}: output exists and is not a folder")
     tf.io.gfile.makedirs(out)
@@ -88,6 +92,8 @@ def marker_path(out: str, file: str) -> str:
 
 def done_shard(out: str, file: str, digest: str) -> dict | None:
     """The shard's info if a previous run completed it for exactly this plan (and it is intact)."""
+    from catdog._tf import tf
+
     path, marker = manifest_lib.join(out, file), marker_path(out, file)
     if not (tf.io.gfile.exists(marker) and tf.io.gfile.exists(path)):
         return None
@@ -106,6 +112,8 @@ def finish(out: str, manifest: dict, rows: dict, rejects, records: list[tuple] |
 
     `rows` holds the "duplicates" and "leakage" rows; `records` (parts only) becomes records.csv.
     """
+    from catdog._tf import tf
+
     if records is not None:
         csvfile.write_csv(manifest_lib.join(out, RECORDS_FILE), RECORD_COLUMNS, records, lineterminator=csvfile.LF,
                           escape=False)  # read back by merge: ids must match the records exactly

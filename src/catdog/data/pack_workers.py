@@ -116,17 +116,19 @@ class Runner:
 
     def __exit__(self, *exc):
         if self.pool is not None:
-            self.pool.terminate() if exc[0] is not None else self.pool.close()
+            self.pool.terminate()  # idle once every result was read; else (an error, a no-op re-run) unwanted
             self.pool.join()
         return False
 
-    def check(self, chunks, advance):
+    def start_checks(self, chunks):
+        """Hand every chunk to the workers now, so they check while this process goes on (it imports
+        TensorFlow meanwhile); returns the results for `collect`. In-process: checked as they are collected."""
         if self.pool is None:
-            for chunk in chunks:
-                yield from check_chunk(chunk)
-                advance(len(chunk))
-            return
-        for result in self.pool.imap_unordered(check_chunk, chunks):
+            return (check_chunk(chunk) for chunk in chunks)
+        return self.pool.imap_unordered(check_chunk, chunks)
+
+    def collect(self, checks, advance):
+        for result in checks:
             advance(len(result))
             yield from result
 
