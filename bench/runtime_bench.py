@@ -6,10 +6,12 @@
 In one run (same machine, same load):
 1. `default`: `catdog pack` of the photos + `catdog train PACKED --backbone LITE0` with no other option
    (fresh feature cache; the converted backbone is built in the run unless --warm-models), wall times and
-   the val accuracy / log loss it reaches;
+   the val accuracy / log loss it reaches, --repeat times from scratch (this machine's speed drifts by
+   minutes: the median is the figure);
 2. feature caching images/s per runtime (tensorflow, litert) over the whole pack (train + val, plain view),
    each into a fresh cache folder, the decode pipeline included;
-3. `predict` images/s per runtime on the photos (files -> decode -> model -> CSV), with the trained run;
+3. `predict` images/s per runtime on the photos (files -> decode -> model -> CSV), with the trained run,
+   against the classifier's preloaded rates on both runtimes measured right before and after it;
 4. for Lite0 (features and the trained classifier) and for efficientnetv2b0 / mobilenetv3small classifiers
    with random weights (no download): images/s on PRELOADED decoded images of TensorFlow's compiled forward
    pass (tf.function, batch 32) and of LiteRT (and ONNX Runtime with --onnx), in alternating rounds so
@@ -158,22 +160,77 @@ def cache_rate(packed: Path, backbone_path: str, work: Path, name: str, images) 
             "vs_own_preloaded": round(rows / seconds / preloaded[name], 2)}
 
 
-def predict_rate(run_dir: Path, source: Path, work: Path, name: str) -> dict:
+def predict_rate(run_dir: Path, source: Path, work: Path, name: str, images) -> dict:
     """`catdog predict RUN SOURCE --runtime NAME`: the streaming rate it reports (read + decode + model, after
-    the model is loaded; the converted model is built beforehand, as any run after the first finds it), and
-    the wall time of the whole call."""
+    the model is loaded; the converted model is built beforehand, as any run after the first finds it), the
+    wall time of the whole call, and the classifier's preloaded rates on both runtimes measured right before
+    and after it (this machine's speed drifts by minutes: the ratios are taken within that window)."""
+    from catdog import runtime
     from catdog.prediction import predict
     from catdog.predictors import load_predictor
+    from catdog.run import load_run
 
     load_predictor(str(run_dir), runtime=name)  # converts into RUN/litert once (reused below)
+    classifier = load_run(run_dir).inference_model()
+    adjacent = {"tensorflow": runtime.TensorFlowRuntime(classifier),
+                "litert": runtime.build_litert(classifier, work / "models", "classifier")}
+    before = rates(adjacent, images, 1)
     out = work / f"submission-{name}.csv"
     start = time.perf_counter()
     summary = predict(str(run_dir), [str(source)], str(out), runtime=name, progress=False)
     seconds = time.perf_counter() - start
-    print(f"predict, {name}: {summary.rows} images, streaming {summary.images_per_second:.1f} images/s, "
-          f"wall {seconds:.1f} s", flush=True)
-    return {"images": summary.rows, "images_per_s": round(summary.images_per_second, 1),
-            "wall_s": round(seconds, 1), "wall_images_per_s": round(summary.rows / seconds, 1)}
+    after = rates(adjacent, images, 1)
+    preloaded = {k: round((before[k] + after[k]) / 2, 1) for k in before}
+    rate = summary.images_per_second
+    print(f"predict, {name}: {summary.rows} images, streaming {rate:.1f} images/s, wall {seconds:.1f} s; "
+          f"classifier preloaded around it {preloaded} (before {before}, after {after})", flush=True)
+    return {"images": summary.rows, "images_per_s": round(rate, 1), "wall_s": round(seconds, 1),
+            "wall_images_per_s": round(summary.rows / seconds, 1), "preloaded_around": preloaded,
+            "vs_tf_preloaded": round(rate / preloaded["tensorflow"], 2),
+            "vs_own_preloaded": round(rate / preloaded[name], 2)}
+
+
+def default_run(args, source: Path, work: Path, index: int) -> dict:
+    """`catdog pack` + `catdog train PACKED --backbone LITE0`, no other option, as a user runs them, into a
+    fresh folder (caches under it through XDG_CACHE_HOME: nothing converted or cached beforehand unless
+    --warm-models). Wall time of each command and what the run reached."""
+    import subprocess
+
+    import keras
+
+    from catdog.model.classifier import feature_extractor
+
+    folder = work / (f"default-{index}" if index else ".")
+    cache = folder / "cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    shutil.rmtree(folder / "packed", ignore_errors=True)
+    shutil.rmtree(folder / "runs", ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache.resolve())}
+    catdog = [sys.executable, "-m", "catdog"]
+    if args.warm_models:
+        from catdog.runtime import build_litert
+
+        extractor = feature_extractor(keras.saving.load_model(args.backbone, compile=False), 224)
+        build_litert(extractor, cache / "catdog" / "features" / "models", Path(args.backbone).stem)
+    t0 = time.perf_counter()
+    subprocess.run([*catdog, "pack", str(source.resolve()), "--out", "packed"], cwd=folder, env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pack_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    subprocess.run([*catdog, "train", "packed", "--backbone", str(Path(args.backbone).resolve())], cwd=folder, env=env,
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    train_s = time.perf_counter() - t1
+    run_dir = next((folder / "runs").iterdir())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    result = {"pack_s": round(pack_s, 1), "train_s": round(train_s, 1), "pack_plus_train_s": round(pack_s + train_s, 1),
+              "warm_models": args.warm_models, "cache_s": summary["timings"]["cache_seconds"],
+              "val_accuracy": summary["val_accuracy"], "val_log_loss": summary["val_log_loss"],
+              "val_log_loss_calibrated": summary["val_log_loss_calibrated"],
+              "epochs_run": summary["epochs_run"]["phase1"], "phase1_s": summary["timings"]["phase1_seconds"],
+              "num_val": summary["num_val"], "load_average_after": os.getloadavg(), "run_dir": str(run_dir)}
+    print(f"default pack + train #{index + 1}: {result}", flush=True)
+    return result
 
 
 def main() -> int:
@@ -185,6 +242,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--onnx", action="store_true", help="also time ONNX Runtime (needs tf2onnx + onnxruntime)")
     p.add_argument("--warm-models", action="store_true", help="convert the backbone before the timed train")
+    p.add_argument("--repeat", type=int, default=3, help="default pack + train runs, each from scratch (the median counts)")
     p.add_argument("--skip-train", action="store_true", help="reuse --work's pack and run (parts 2-4 only)")
     p.add_argument("--parts", nargs="+", default=["preloaded", "caching", "predict"],
                    help="which of parts 2-4 to run (with --skip-train, to re-measure one of them); caching-litert: LiteRT only")
@@ -200,35 +258,14 @@ def main() -> int:
     result = {"machine": "2-core x86_64 CPU, 24 GB, no GPU", "load_average_start": os.getloadavg()}
     packed = work / "packed"
     if not args.skip_train:
-        import subprocess
-
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        # the real commands, as a user runs them: caches under work/cache (XDG_CACHE_HOME), runs in work/runs
-        env = {**os.environ, "XDG_CACHE_HOME": str((work / "cache").resolve())}
-        catdog = [sys.executable, "-m", "catdog"]
-        if args.warm_models:
-            from catdog.runtime import build_litert
-
-            extractor = feature_extractor(keras.saving.load_model(args.backbone, compile=False), 224)
-            build_litert(extractor, work / "cache" / "catdog" / "features" / "models", Path(args.backbone).stem)
-        t0 = time.perf_counter()
-        subprocess.run([*catdog, "pack", str(source.resolve()), "--out", "packed"], cwd=work, env=env, check=True)
-        pack_s = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        subprocess.run([*catdog, "train", "packed", "--backbone", str(Path(args.backbone).resolve())], cwd=work, env=env,
-                       check=True)
-        train_s = time.perf_counter() - t1
-        run_dir = next((work / "runs").iterdir())
-        summary = json.loads((run_dir / "summary.json").read_text())
-        result["default"] = {"pack_s": round(pack_s, 1), "train_s": round(train_s, 1),
-                             "pack_plus_train_s": round(pack_s + train_s, 1), "warm_models": args.warm_models,
-                             "cache_s": summary["timings"]["cache_seconds"], "val_accuracy": summary["val_accuracy"],
-                             "val_log_loss": summary["val_log_loss"],
-                             "val_log_loss_calibrated": summary["val_log_loss_calibrated"],
-                             "epochs_run": summary["epochs_run"]["phase1"], "phase1_s": summary["timings"]["phase1_seconds"],
-                             "num_val": summary["num_val"], "load_average_after": os.getloadavg()}
-        print(f"default pack + train: {result['default']}", flush=True)
+        runs = [default_run(args, source, work, i) for i in range(args.repeat)]  # run 1 in work/ itself
+        totals = sorted(r["pack_plus_train_s"] for r in runs)
+        result["default"] = {**runs[0], "runs": runs, "pack_plus_train_s_all": [r["pack_plus_train_s"] for r in runs],
+                             "pack_plus_train_s_median": statistics.median(totals)}
+        print(f"default pack + train: {result['default']['pack_plus_train_s_all']} s, median "
+              f"{result['default']['pack_plus_train_s_median']} s", flush=True)
     runs = sorted((work / "runs").iterdir()) if (work / "runs").is_dir() else []
     run_dir = runs[0] if runs else work / "runs" / "missing"
 
@@ -240,14 +277,8 @@ def main() -> int:
         names = ("litert", "tensorflow") if "caching" in args.parts else ("litert",)
         result["feature_caching"] = {name: cache_rate(packed, args.backbone, work, name, images[:128]) for name in names}
     if "predict" in args.parts and run_dir.is_dir():
-        result["predict"] = {name: predict_rate(run_dir, source, work, name) for name in ("tensorflow", "litert")}
-        if "preloaded" in result:
-            tf_cls = result["preloaded"]["lite0_classifier"]["images_per_s"]["tensorflow"]
-            lite_cls = result["preloaded"]["lite0_classifier"]["images_per_s"]["litert_b4"]
-            result["predict"]["litert_vs_tf_compiled_preloaded"] = round(
-                result["predict"]["litert"]["images_per_s"] / tf_cls, 2)
-            result["predict"]["litert_end_to_end_vs_litert_preloaded"] = round(
-                result["predict"]["litert"]["images_per_s"] / lite_cls, 2)
+        result["predict"] = {name: predict_rate(run_dir, source, work, name, images[:128])
+                             for name in ("tensorflow", "litert")}
     result["load_average_end"] = os.getloadavg()
     name = "runtime_bench.json" if args.parts == ["preloaded", "caching", "predict"] else f"runtime_bench-{'-'.join(args.parts)}.json"
     (work / name).write_text(json.dumps(result, indent=2))
