@@ -45,6 +45,14 @@ def load_photos(source: Path, count: int, size: int = 224) -> "np.ndarray":
     return np.stack([decode_and_resize(tf.io.read_file(str(f)), size, "squash").numpy() for f in files])
 
 
+def cpu_seconds(who: int) -> float:
+    """User + system CPU seconds of this process (resource.RUSAGE_SELF) or of its finished children."""
+    import resource
+
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
+
+
 def rates(fns: dict, images, rounds: int, batch: int = 32) -> dict:
     """images/s of each callable over `images` in batches, median of alternating rounds (after a warm-up)."""
     for fn in fns.values():
@@ -146,17 +154,21 @@ def cache_rate(packed: Path, backbone_path: str, work: Path, name: str, images) 
     before = rates(adjacent, images, 1)
     manifest = manifest_lib.read_manifest(str(packed))
     rows = sum(manifest["splits"][s]["num_examples"] for s in ("train", "val"))
-    start = time.perf_counter()
+    import resource
+
+    start, cpu = time.perf_counter(), cpu_seconds(resource.RUSAGE_SELF)
     for split in ("train", "val"):
         ensure_split(folder, {}, extractor, str(packed), split, 224, runtime=name, show_progress=False,
                      label=Path(backbone_path).stem)
     seconds = time.perf_counter() - start
+    cores = (cpu_seconds(resource.RUSAGE_SELF) - cpu) / seconds
     after = rates(adjacent, images, 1)
     preloaded = {k: round((before[k] + after[k]) / 2, 1) for k in before}
-    print(f"feature caching, {name}: {rows} images in {seconds:.1f} s = {rows / seconds:.1f} images/s; preloaded "
+    print(f"feature caching, {name}: {rows} images in {seconds:.1f} s = {rows / seconds:.1f} images/s, "
+          f"{cores:.2f} cores in use; preloaded "
           f"around it {preloaded} (before {before}, after {after}); load {os.getloadavg()[0]:.1f}", flush=True)
     return {"images": rows, "seconds": round(seconds, 1), "images_per_s": round(rows / seconds, 1),
-            "preloaded_around": preloaded, "vs_tf_preloaded": round(rows / seconds / preloaded["tensorflow"], 2),
+            "cores": round(cores, 2), "preloaded_around": preloaded, "vs_tf_preloaded": round(rows / seconds / preloaded["tensorflow"], 2),
             "vs_own_preloaded": round(rows / seconds / preloaded[name], 2)}
 
 
@@ -175,16 +187,20 @@ def predict_rate(run_dir: Path, source: Path, work: Path, name: str, images) -> 
     adjacent = {"tensorflow": runtime.TensorFlowRuntime(classifier),
                 "litert": runtime.build_litert(classifier, work / "models", "classifier")}
     before = rates(adjacent, images, 1)
+    import resource
+
     out = work / f"submission-{name}.csv"
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds(resource.RUSAGE_SELF)
     summary = predict(str(run_dir), [str(source)], str(out), runtime=name, progress=False)
     seconds = time.perf_counter() - start
+    cores = (cpu_seconds(resource.RUSAGE_SELF) - cpu) / seconds
     after = rates(adjacent, images, 1)
     preloaded = {k: round((before[k] + after[k]) / 2, 1) for k in before}
     rate = summary.images_per_second
-    print(f"predict, {name}: {summary.rows} images, streaming {rate:.1f} images/s, wall {seconds:.1f} s; "
+    print(f"predict, {name}: {summary.rows} images, streaming {rate:.1f} images/s, wall {seconds:.1f} s, "
+          f"{cores:.2f} cores in use; "
           f"classifier preloaded around it {preloaded} (before {before}, after {after})", flush=True)
-    return {"images": summary.rows, "images_per_s": round(rate, 1), "wall_s": round(seconds, 1),
+    return {"images": summary.rows, "images_per_s": round(rate, 1), "wall_s": round(seconds, 1), "cores": round(cores, 2),
             "wall_images_per_s": round(summary.rows / seconds, 1), "preloaded_around": preloaded,
             "vs_tf_preloaded": round(rate / preloaded["tensorflow"], 2),
             "vs_own_preloaded": round(rate / preloaded[name], 2)}
@@ -213,17 +229,22 @@ def default_run(args, source: Path, work: Path, index: int) -> dict:
 
         extractor = feature_extractor(keras.saving.load_model(args.backbone, compile=False), 224)
         build_litert(extractor, cache / "catdog" / "features" / "models", Path(args.backbone).stem)
-    t0 = time.perf_counter()
+    import resource
+
+    t0, c0 = time.perf_counter(), cpu_seconds(resource.RUSAGE_CHILDREN)
     subprocess.run([*catdog, "pack", str(source.resolve()), "--out", "packed"], cwd=folder, env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    pack_s = time.perf_counter() - t0
+    pack_s, c1 = time.perf_counter() - t0, cpu_seconds(resource.RUSAGE_CHILDREN)
     t1 = time.perf_counter()
     subprocess.run([*catdog, "train", "packed", "--backbone", str(Path(args.backbone).resolve())], cwd=folder, env=env,
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    train_s = time.perf_counter() - t1
+    train_s, c2 = time.perf_counter() - t1, cpu_seconds(resource.RUSAGE_CHILDREN)
     run_dir = next((folder / "runs").iterdir())
     summary = json.loads((run_dir / "summary.json").read_text())
+    # cores in use on average (CPU seconds / wall): this VM's kernel (sched_vcpu_pack) at times packs a
+    # process's threads onto one of the two vCPUs, and a run then takes up to twice as long
     result = {"pack_s": round(pack_s, 1), "train_s": round(train_s, 1), "pack_plus_train_s": round(pack_s + train_s, 1),
+              "pack_cores": round((c1 - c0) / pack_s, 2), "train_cores": round((c2 - c1) / train_s, 2),
               "warm_models": args.warm_models, "cache_s": summary["timings"]["cache_seconds"],
               "val_accuracy": summary["val_accuracy"], "val_log_loss": summary["val_log_loss"],
               "val_log_loss_calibrated": summary["val_log_loss_calibrated"],
