@@ -171,7 +171,8 @@ def _check_all(runner, advance, checks, found, items, rejects, notices):
 
 def _write_all(runner, report, plan: Plan, out: str, fingerprint: str) -> dict[str, list[dict]]:
     """Pass 4: write the shards not already complete; returns shard infos per split in manifest order."""
-    from catdog.data.records import UNLABELED
+    from catdog.data.records import UNLABELED  # records imports TensorFlow: not needed before this pass
+
     label_index = {c: i for i, c in enumerate(plan.classes)}
     planned = plan.shard_files()
     state.clear(out, keep=set(planned))  # shards of an older, different plan
