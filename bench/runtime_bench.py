@@ -242,7 +242,7 @@ def default_run(args, source: Path, work: Path, index: int) -> dict:
     run_dir = next((folder / "runs").iterdir())
     summary = json.loads((run_dir / "summary.json").read_text())
     # cores in use on average (CPU seconds / wall): this VM's kernel (sched_vcpu_pack) at times packs a
-    # process's threads onto one of the two vCPUs, and a run then takes up to twice as long
+    # process's threads onto one of the two vCPUs (when the host is contended), and a run takes up to twice as long
     result = {"pack_s": round(pack_s, 1), "train_s": round(train_s, 1), "pack_plus_train_s": round(pack_s + train_s, 1),
               "pack_cores": round((c1 - c0) / pack_s, 2), "train_cores": round((c2 - c1) / train_s, 2),
               "warm_models": args.warm_models, "cache_s": summary["timings"]["cache_seconds"],
