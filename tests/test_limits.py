@@ -275,3 +275,41 @@ def test_evaluate_refuses_a_record_above_the_pixel_limit_before_decoding_it(tmp_
     assert result.output.strip().splitlines()[-1] == (
         f"error: {packed}: split 'val' holds an image whose header claims more pixels than the limit (40 MP by "
         "default); it was not decoded; re-pack the images with `catdog pack`")
+
+
+def test_predict_refuses_jpeg_headers_in_graph_with_the_pack_rules_in_bounded_memory(tmp_path):
+    """predict checks a JPEG's frame header in-graph (no Python call per photo): the pixel limit and the minimum
+    size are read_header's rules, and a refused JPEG is never decoded (a 30000x30000 claim would take 2.7 GB)."""
+    run = write_run(tmp_path / "run")
+    images = tmp_path / "images"
+    for i in range(1, 3):
+        make_image(images / f"{i}.jpg", (40 * i, 120, 200), seed=i)
+    (images / "3.jpg").write_bytes(jpeg_claiming(30000, 30000) + bytes(1_800_000))  # big enough: only the limit fails
+    (images / "4.jpg").write_bytes(jpeg_claiming(6000, 6000))  # 633 bytes for 6000x6000: truncated
+    code, rss, output = peak_rss("predict", run, images, "-o", tmp_path / "sub.csv", "--skip-bad")
+    assert code == 0 and "Traceback" not in output, output
+    assert rss < 1 * GB, f"peak RSS {rss / 2**20:.0f} MB"
+    with open(tmp_path / "sub.csv", newline="") as f:
+        assert [row["id"] for row in csv.DictReader(f)] == ["1", "2"]
+    with open(tmp_path / "sub.skipped.csv", newline="") as f:
+        reasons = {row["id"]: row["reason"] for row in csv.DictReader(f)}
+    assert set(reasons) == {"3", "4"}
+    assert "the limit is 40,000,000 pixels" in reasons["3"]
+    assert "6000x6000 needs at least 70,312 bytes of data" in reasons["4"]
+
+
+def test_predict_checks_good_jpegs_without_a_python_call_per_photo(tmp_path, monkeypatch):
+    """The per-photo Python header check held the GIL against the model's loop; JPEGs are checked in-graph."""
+    import catdog.prediction as prediction
+
+    run = write_run(tmp_path / "run")
+    images = tmp_path / "images"
+    for i in range(1, 4):
+        make_image(images / f"{i}.jpg", (40 * i, 120, 200), seed=i)
+    Image.new("RGB", (24, 20), (10, 200, 30)).save(images / "4.png")
+    calls = []
+    real = prediction.read_header
+    monkeypatch.setattr(prediction, "read_header", lambda data, *a: calls.append(data[:4]) or real(data, *a))
+    summary = prediction.predict(str(run), [str(images)], str(tmp_path / "sub.csv"), progress=False)
+    assert summary.rows == 4 and not summary.skipped
+    assert calls == [b"\x89PNG"]  # the PNG only

@@ -160,10 +160,16 @@ _JPEG_MIN_BITS_PER_BLOCK = 1
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+def jpeg_min_bytes(width, height):
+    """The fewest bytes a JPEG of width x height can hold (see above): below it, the file is `truncated`.
+    Plain arithmetic, so that predict's in-graph check (TensorFlow integers) uses the same rule."""
+    return ((width + 7) // 8) * ((height + 7) // 8) * _JPEG_MIN_BITS_PER_BLOCK // 8
+
+
 def _structure_problem(data: bytes, fmt: str, width: int, height: int) -> tuple[str, str]:
     """("", "") or (reason, detail) from the file's structure, without decoding a pixel."""
     if fmt in _JPEG_FORMATS:
-        need = -(-width // 8) * -(-height // 8) * _JPEG_MIN_BITS_PER_BLOCK // 8
+        need = jpeg_min_bytes(width, height)
         if len(data) < need:
             return "truncated", (f"JPEG of {width}x{height} needs at least {need:,} bytes of data, the file has "
                                  f"{len(data):,}")
