@@ -78,3 +78,15 @@ def test_a_task_shown_after_its_work_began_counts_from_when_it_began():
         advance = report.task("check", 400, started)
         advance(400)
     assert stream.getvalue().splitlines() == ["check: 400/400 images (100%), 50 images/s, done in 0:00:08"]
+
+
+def test_the_bar_of_a_task_shown_late_reports_its_average_rate_since_it_began():
+    import time
+
+    stream = io.StringIO()
+    with progress.reporter(True, stream=stream, terminal=True) as report:
+        advance = report.task("check", 400, started=time.monotonic() - 8)
+        advance(400)
+    final = [line for line in stream.getvalue().splitlines() if "check" in line][-1]
+    rate = float(final.split(" images/s")[0].split()[-1].replace(",", ""))
+    assert "400/400" in final and 40 <= rate <= 50, final  # 400 in 8 s (and the moments this test took)

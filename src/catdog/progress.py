@@ -82,7 +82,7 @@ class Reporter:
         if self.mode == "bar":
             task_id = self._bar.add_task(description, total=total)
             if started is not None:
-                self._bar.tasks[-1].start_time = started  # rich's clock is time.monotonic too
+                next(t for t in self._bar.tasks if t.id == task_id).start_time = started  # rich's clock: monotonic too
             return lambda n: self._bar.advance(task_id, n)
         if self.mode == "lines":
             line_task = _LineTask(description, total, self.stream, self.clock, self.interval, started)
