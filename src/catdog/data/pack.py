@@ -121,8 +121,8 @@ def pack(sources, out, *, val_fraction: float = 0.2, seed: int = 0, shard_size: 
                 return existing  # the same pack is already there: the checks are cancelled unread
 
             with progress_lib.reporter(progress) as report:
-                entries, source_bytes = _check_all(runner, report.task("check", len(items), started), checks, found,
-                                                   items, rejects, notices)
+                entries, source_bytes = _check_all(checks, report.task("check", len(items), started), found, items,
+                                                   rejects, notices)
                 plan, report_rows = plan_lib.plan(entries, rejects, val_fraction, seed, shard_size, found, classes,
                                                   part is not None)
                 shards = _write_all(runner, report, plan, out, fingerprint)
@@ -150,13 +150,16 @@ def _chunks(items) -> list[list[tuple[int, int, str]]]:
             for k in range(0, len(items), _CHUNK)]
 
 
-def _check_all(runner, advance, checks, found, items, rejects, notices):
-    """Pass 2: collect the workers' decode-check + hash of every item. Returns usable entries (in scan order);
-    a damaged EXIF orientation becomes a warning in `notices`."""
+def _check_all(checks, advance, found, items, rejects, notices):
+    """Pass 2: collect the workers' decode-check + hash of every item (`checks`: the chunks' results from
+    Runner.start_checks). Returns usable entries (in scan order); a damaged EXIF orientation becomes a warning
+    in `notices`."""
     results: list[tuple | None] = [None] * len(items)
     source_bytes = 0
-    for row in runner.collect(checks, advance):
-        results[row[0]] = row[1:]
+    for chunk in checks:
+        advance(len(chunk))
+        for row in chunk:
+            results[row[0]] = row[1:]
     entries = []
     for item, (reason, sha, phash, height, width, converted, stored, size, orientation, problem) in zip(items, results):
         source_bytes += size

@@ -122,15 +122,10 @@ class Runner:
 
     def start_checks(self, chunks):
         """Hand every chunk to the workers now, so they check while this process goes on (it imports
-        TensorFlow meanwhile); returns the results for `collect`. In-process: checked as they are collected."""
+        TensorFlow meanwhile); returns an iterator of each chunk's rows. In-process: checked as it is read."""
         if self.pool is None:
             return (check_chunk(chunk) for chunk in chunks)
         return self.pool.imap_unordered(check_chunk, chunks)
-
-    def collect(self, checks, advance):
-        for result in checks:
-            advance(len(result))
-            yield from result
 
     def write(self, specs, advance):
         global _PROGRESS
