@@ -67,6 +67,22 @@ def rates(fns: dict, images, rounds: int, batch: int = 32) -> dict:
     return {name: round(statistics.median(v), 1) for name, v in out.items()}
 
 
+def between_rates(adjacent: dict, images, work) -> dict:
+    """Run `work()` between two measurements of the preloaded rates of `adjacent` (this machine's speed drifts
+    by minutes, so ratios are taken within that window): its result, wall seconds, cores in use (CPU s / wall),
+    and the rates before, after and their mean ("preloaded")."""
+    import resource
+
+    before = rates(adjacent, images, 1)
+    start, cpu = time.perf_counter(), cpu_seconds(resource.RUSAGE_SELF)
+    result = work()
+    seconds = time.perf_counter() - start
+    cores = (cpu_seconds(resource.RUSAGE_SELF) - cpu) / seconds
+    after = rates(adjacent, images, 1)
+    return {"result": result, "seconds": seconds, "cores": cores, "before": before, "after": after,
+            "preloaded": {k: round((before[k] + after[k]) / 2, 1) for k in before}}
+
+
 def onnx_runtime(model):
     """ONNX Runtime session (via tf2onnx) as a callable, or None when tf2onnx / onnxruntime are missing."""
     try:
@@ -151,24 +167,22 @@ def cache_rate(packed: Path, backbone_path: str, work: Path, name: str, images) 
     shutil.copytree(models, folder.parent / "models", dirs_exist_ok=True)
     adjacent = {"tensorflow": runtime.TensorFlowRuntime(extractor),
                 "litert": runtime.build_litert(extractor, folder.parent / "models", Path(backbone_path).stem)}
-    before = rates(adjacent, images, 1)
     manifest = manifest_lib.read_manifest(str(packed))
     rows = sum(manifest["splits"][s]["num_examples"] for s in ("train", "val"))
-    import resource
 
-    start, cpu = time.perf_counter(), cpu_seconds(resource.RUSAGE_SELF)
-    for split in ("train", "val"):
-        ensure_split(folder, {}, extractor, str(packed), split, 224, runtime=name, show_progress=False,
-                     label=Path(backbone_path).stem)
-    seconds = time.perf_counter() - start
-    cores = (cpu_seconds(resource.RUSAGE_SELF) - cpu) / seconds
-    after = rates(adjacent, images, 1)
-    preloaded = {k: round((before[k] + after[k]) / 2, 1) for k in before}
+    def cache_both():
+        for split in ("train", "val"):
+            ensure_split(folder, {}, extractor, str(packed), split, 224, runtime=name, show_progress=False,
+                         label=Path(backbone_path).stem)
+
+    w = between_rates(adjacent, images, cache_both)
+    seconds, preloaded = w["seconds"], w["preloaded"]
     print(f"feature caching, {name}: {rows} images in {seconds:.1f} s = {rows / seconds:.1f} images/s, "
-          f"{cores:.2f} cores in use; preloaded "
-          f"around it {preloaded} (before {before}, after {after}); load {os.getloadavg()[0]:.1f}", flush=True)
+          f"{w['cores']:.2f} cores in use; preloaded around it {preloaded} (before {w['before']}, after "
+          f"{w['after']}); load {os.getloadavg()[0]:.1f}", flush=True)
     return {"images": rows, "seconds": round(seconds, 1), "images_per_s": round(rows / seconds, 1),
-            "cores": round(cores, 2), "preloaded_around": preloaded, "vs_tf_preloaded": round(rows / seconds / preloaded["tensorflow"], 2),
+            "cores": round(w["cores"], 2), "preloaded_around": preloaded,
+            "vs_tf_preloaded": round(rows / seconds / preloaded["tensorflow"], 2),
             "vs_own_preloaded": round(rows / seconds / preloaded[name], 2)}
 
 
@@ -186,23 +200,17 @@ def predict_rate(run_dir: Path, source: Path, work: Path, name: str, images) -> 
     classifier = load_run(run_dir).inference_model()
     adjacent = {"tensorflow": runtime.TensorFlowRuntime(classifier),
                 "litert": runtime.build_litert(classifier, work / "models", "classifier")}
-    before = rates(adjacent, images, 1)
-    import resource
-
     out = work / f"submission-{name}.csv"
-    start, cpu = time.perf_counter(), cpu_seconds(resource.RUSAGE_SELF)
-    summary = predict(str(run_dir), [str(source)], str(out), runtime=name, progress=False)
-    seconds = time.perf_counter() - start
-    cores = (cpu_seconds(resource.RUSAGE_SELF) - cpu) / seconds
-    after = rates(adjacent, images, 1)
-    preloaded = {k: round((before[k] + after[k]) / 2, 1) for k in before}
+    w = between_rates(adjacent, images,
+                      lambda: predict(str(run_dir), [str(source)], str(out), runtime=name, progress=False))
+    summary, seconds, preloaded = w["result"], w["seconds"], w["preloaded"]
     rate = summary.images_per_second
     print(f"predict, {name}: {summary.rows} images, streaming {rate:.1f} images/s, wall {seconds:.1f} s, "
-          f"{cores:.2f} cores in use; "
-          f"classifier preloaded around it {preloaded} (before {before}, after {after})", flush=True)
-    return {"images": summary.rows, "images_per_s": round(rate, 1), "wall_s": round(seconds, 1), "cores": round(cores, 2),
-            "wall_images_per_s": round(summary.rows / seconds, 1), "preloaded_around": preloaded,
-            "vs_tf_preloaded": round(rate / preloaded["tensorflow"], 2),
+          f"{w['cores']:.2f} cores in use; classifier preloaded around it {preloaded} (before {w['before']}, "
+          f"after {w['after']})", flush=True)
+    return {"images": summary.rows, "images_per_s": round(rate, 1), "wall_s": round(seconds, 1),
+            "cores": round(w["cores"], 2), "wall_images_per_s": round(summary.rows / seconds, 1),
+            "preloaded_around": preloaded, "vs_tf_preloaded": round(rate / preloaded["tensorflow"], 2),
             "vs_own_preloaded": round(rate / preloaded[name], 2)}
 
 
