@@ -117,3 +117,27 @@ def test_png_bytes_decode_through_the_same_function():
     Image.fromarray(np.full((10, 12, 3), 90, np.uint8)).save(buf, format="PNG")
     out = decode_and_resize(tf.constant(buf.getvalue()), 8)
     assert out.shape == (8, 8, 3) and float(tf.reduce_mean(out)) == pytest.approx(90, abs=1)
+
+
+def test_evaluation_and_predict_streams_run_without_the_autotuner(packed, monkeypatch):
+    """Next to a model on the same CPU, tf.data's autotuner made about half the passes run at one core's
+    speed (docs/benchmarks.md): evaluation-order reads and predict's stream turn it off; training keeps it."""
+    from catdog import prediction
+    from catdog.data import pipeline
+    from catdog.inputs import collect_inputs
+
+    assert load(str(packed), "val", 16).options().autotune.enabled is False
+    assert load(str(packed), "train", 16, training=True, seed=1).options().autotune.enabled is not False
+
+    streams, untuned = [], pipeline.untuned
+    monkeypatch.setattr(pipeline, "untuned", lambda ds: streams.append(untuned(ds)) or streams[-1])
+
+    class Uniform:
+        image_size, resize, classes = (16, 16), "squash", ["cat", "dog"]
+
+        def predict_images(self, images):
+            return np.full((len(images), 2), 0.5, np.float32)
+
+    result = prediction.run_predictions(Uniform(), collect_inputs([str(packed)]), batch_size=2, progress=False)
+    assert len(result.ids) == 5
+    assert len(streams) == 1 and streams[0].options().autotune.enabled is False

@@ -51,6 +51,7 @@ def run_predictions(predictor: Predictor, inputs: Inputs, *, batch_size: int = 3
 
     from catdog.data.decode import decode_and_resize
     from catdog.data.exif import orientation_status
+    from catdog.data.pipeline import untuned
 
     size, mode = predictor.image_size, predictor.resize
 
@@ -63,7 +64,7 @@ def run_predictions(predictor: Predictor, inputs: Inputs, *, batch_size: int = 3
                                    num_parallel_calls=tf.data.AUTOTUNE)
     # A bad image raises inside the parallel map; ignore_errors drops exactly that element and the id
     # that never comes out is what we report (with the reason found by decoding it again below).
-    batches = decoded.ignore_errors().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    batches = untuned(decoded.ignore_errors().batch(batch_size).prefetch(tf.data.AUTOTUNE))
     # Trace/allocate the model once before the clock starts, so images/s is the streaming rate.
     predictor.predict_images(np.zeros((1, *size, 3), np.float32))
     ids, probs, turned_badly = [], [], []

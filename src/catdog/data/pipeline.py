@@ -26,6 +26,19 @@ from catdog.errors import DataError
 AUTOTUNE = tf.data.AUTOTUNE
 
 
+def untuned(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """`dataset` with tf.data's autotuner off: AUTOTUNE then means one parallel call per core, a fixed setting.
+
+    For pipelines that feed a model running on the same CPU (feature cache, evaluate, predict). On the 2-core
+    machine, with the autotuner on, about half the passes of such a pipeline next to LiteRT ran on one core's
+    worth of CPU (both cores' work, never at the same time: exactly half speed, 92 instead of 165-185 images/s);
+    with it off, none did (docs/benchmarks.md). A fixed parallelism is all an inference pipeline needs.
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
 def record_dataset(directory: str, split: str, *, training: bool = False, seed: int | None = None,
                    manifest: dict | None = None) -> tf.data.Dataset:
     """Serialized records of one split. Sharded by FILE, so tf.distribute can split shards across workers."""
@@ -74,7 +87,8 @@ def load(
         image_size: int or (height, width) of the output images.
         batch_size: images per batch; the last batch may be smaller unless `drop_remainder`.
         training: shuffle shards and records (seeded by `seed`) and apply `augment`; when False the
-            order is deterministic and every record is yielded exactly once (count checked).
+            order is deterministic, every record is yielded exactly once (count checked) and the pipeline
+            runs `untuned`.
         resize: "squash", "crop" (centre crop) or "pad"; see catdog.data.decode.resize.
         augment: plain function image -> image (float32 0..255, HxWx3), applied per image when training.
         repeat: repeat forever (training only).
@@ -118,7 +132,8 @@ def load(
     dataset = records.map(to_example, num_parallel_calls=AUTOTUNE, deterministic=not training or seed is not None)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE,
                             deterministic=True)
-    return dataset.prefetch(AUTOTUNE)
+    dataset = dataset.prefetch(AUTOTUNE)
+    return dataset if training else untuned(dataset)
 
 
 PIXEL_LIMIT_MESSAGE = "image header claims more pixels than the limit"
