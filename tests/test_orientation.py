@@ -94,6 +94,20 @@ def test_decoding_raw_bytes_turns_every_orientation_upright(photos):
     assert not close(stored_as_is, UPRIGHT)
 
 
+@pytest.mark.parametrize("mode", ["squash", "crop", "pad"])
+def test_every_resize_mode_treats_a_turned_photo_as_its_upright_twin(photos, mode):
+    """The transpose of orientations 5-8 happens after the resize, to the transposed target: a crop or a pad
+    to a target of another aspect must still land where it lands on the upright photo."""
+    _, folder = photos
+    target = (40, 90)  # wider than the photo's 2:3, so crop and pad cut or fill along one axis only
+    reference = decode_and_resize(tf.constant(jpeg(UPRIGHT)), target, mode).numpy()
+    for o in range(2, 9):
+        image = decode_and_resize(tf.constant((folder / f"{o}.jpg").read_bytes()), target, mode).numpy()
+        assert close(image, reference), (mode, o)
+    stored_as_is = decode_and_resize(tf.constant((folder / "8.jpg").read_bytes()), target, mode, orientation=1)
+    assert not close(stored_as_is.numpy(), reference)
+
+
 def test_pack_keeps_original_bytes_and_the_reader_applies_the_orientation(photos, tmp_path):
     _, folder = photos
     src = tmp_path / "train"

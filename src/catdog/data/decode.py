@@ -2,7 +2,8 @@
 the exported SavedModel and the web server, so their preprocessing cannot drift apart.
 
 A JPEG's EXIF Orientation is applied after decoding (catdog.data.exif): from the record feature
-`image/orientation` for packed data (the stored bytes stay original), else read from the bytes in-graph.
+`image/orientation` for packed data (the stored bytes stay original), else read from the bytes in-graph;
+the mirror on the decoded uint8 pixels, the transpose of orientations 5-8 on the small resized output.
 
 JPEGs are decoded with libjpeg's accurate integer DCT, at reduced scale (DCT scaling, `ratio` 2/4/8) when the
 photo is at least 3x the target size in both dimensions: a 1000x800 photo bound for 224x224 is decoded at
@@ -59,57 +60,65 @@ def decode_jpeg_reduced(encoded: tf.Tensor, target: tuple[int, int], transposed=
     return tf.switch_case(index, branches)
 
 
-def decode_any(encoded: tf.Tensor, target: tuple[int, int], orientation=1) -> tf.Tensor:
-    """JPEG via the reduced-scale path, turned upright by `orientation`; PNG/GIF/BMP/WebP via
-    tf.io.decode_image (first frame). float32 pixels 0..255."""
-    orientation = exif.upright(orientation)
-    return tf.cond(
-        tf.io.is_jpeg(encoded),
-        lambda: exif.apply_orientation(decode_jpeg_reduced(encoded, target, orientation >= 5), orientation),
-        lambda: tf.ensure_shape(tf.cast(
-            tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8), tf.float32),
-            [None, None, 3]),
+def decode_any(encoded: tf.Tensor, target: tuple[int, int], orientation=1) -> tuple[tf.Tensor, tf.Tensor]:
+    """(uint8 pixels as stored, mirrored per `orientation`; whether they still need a transpose to be upright).
+
+    JPEG via the reduced-scale path and its EXIF orientation; PNG/GIF/BMP/WebP via tf.io.decode_image (first
+    frame), read as upright. The transpose of orientations 5-8 is left to `resize`, which does it on its small
+    output (see catdog.data.exif.mirror).
+    """
+    is_jpeg = tf.io.is_jpeg(encoded)
+    orientation = tf.where(is_jpeg, exif.upright(orientation), 1)
+    turned = exif.turned(orientation)
+    pixels = tf.cond(
+        is_jpeg,
+        lambda: decode_jpeg_reduced(encoded, target, turned),
+        lambda: tf.ensure_shape(
+            tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8), [None, None, 3]),
     )
+    return exif.mirror(pixels, orientation), turned
 
 
-def _bilinear_corner_aligned(image: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
+def _bilinear_corner_aligned(image: tf.Tensor, size) -> tf.Tensor:
     """Bilinear resize sampling output pixel x at input x * in / out, as MediaPipe's CPU ImageToTensor does."""
     return tf.raw_ops.ResizeBilinear(images=image[None], size=size, align_corners=False,
                                      half_pixel_centers=False)[0]
 
 
-def resize(image: tf.Tensor, target: tuple[int, int], mode: str = "squash") -> tf.Tensor:
+def resize(image: tf.Tensor, target: tuple[int, int], mode: str = "squash", turned=False) -> tf.Tensor:
     """uint8/float image (h, w, 3) -> float32 (th, tw, 3) in 0..255.
 
     squash: stretch to the target; crop: centre-crop to the target's aspect ratio, then resize;
     pad: fit inside the target keeping the aspect ratio, pad with black.
+    turned: the image is stored transposed (EXIF orientations 5-8): it is resized to the transposed target and
+    the result transposed, which is the same as transposing first (every mode treats rows and columns alike).
     """
     if mode not in RESIZE_MODES:
         raise ValueError(f"resize mode must be one of {RESIZE_MODES}, got {mode!r}")
     th, tw = target
+    turned = tf.convert_to_tensor(turned, tf.bool)
+    size = tf.where(turned, tf.constant([tw, th]), tf.constant([th, tw]))
+    shape = tf.shape(image)[:2]
     if mode == "crop":
-        h = tf.cast(tf.shape(image)[0], tf.float32)
-        w = tf.cast(tf.shape(image)[1], tf.float32)
-        scale = tf.minimum(h / th, w / tw)
-        ch = tf.cast(tf.round(th * scale), tf.int32)
-        cw = tf.cast(tf.round(tw * scale), tf.int32)
-        top = (tf.shape(image)[0] - ch) // 2
-        left = (tf.shape(image)[1] - cw) // 2
-        image = image[top : top + ch, left : left + cw, :]
+        scale = tf.reduce_min(tf.cast(shape, tf.float32) / tf.cast(size, tf.float32))
+        crop = tf.cast(tf.round(tf.cast(size, tf.float32) * scale), tf.int32)
+        top, left = (shape[0] - crop[0]) // 2, (shape[1] - crop[1]) // 2
+        image = image[top : top + crop[0], left : left + crop[1], :]
+        shape = crop
     # Antialiasing triples the cost of this function; bilinear alone is fine up to a 3x shrink, which the
     # reduced-scale JPEG decode above guarantees for all but extreme aspect ratios.
     # Both filters average neighbouring pixels, so the result stays within 0..255 without clipping.
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    shrink = tf.reduce_max(shape / tf.constant([th, tw], tf.float32))
+    shrink = tf.reduce_max(tf.cast(shape, tf.float32) / tf.cast(size, tf.float32))
     if mode == "pad":
         image = tf.cast(image, tf.float32)
         image = tf.cond(shrink > 3.0,
-                        lambda: tf.image.resize_with_pad(image, th, tw, antialias=True),
-                        lambda: tf.image.resize_with_pad(image, th, tw, antialias=False))
+                        lambda: tf.image.resize_with_pad(image, size[0], size[1], antialias=True),
+                        lambda: tf.image.resize_with_pad(image, size[0], size[1], antialias=False))
     else:
         image = tf.cond(shrink > 3.0,
-                        lambda: tf.image.resize(image, (th, tw), antialias=True),
-                        lambda: _bilinear_corner_aligned(image, (th, tw)))
+                        lambda: tf.image.resize(image, size, antialias=True),
+                        lambda: _bilinear_corner_aligned(image, size))
+    image = tf.cond(turned, lambda: tf.transpose(image, [1, 0, 2]), lambda: image)
     return tf.ensure_shape(image, [th, tw, 3])
 
 
@@ -122,4 +131,5 @@ def decode_and_resize(encoded: tf.Tensor, image_size, mode: str = "squash", orie
     target = as_size(image_size)
     if orientation is None:
         orientation = exif.orientation_status(encoded)
-    return resize(decode_any(encoded, target, orientation), target, mode)
+    image, turned = decode_any(encoded, target, orientation)
+    return resize(image, target, mode, turned)

@@ -7,8 +7,9 @@ read: the first `Exif\0\0` in the JPEG's first 128 KB, which must open an APP1 s
 spec puts it first, or right after JFIF's APP0), then the TIFF header (byte order, 42), IFD0 and its
 Orientation entry. No segment or no tag: 1 (upright, not a problem). A segment that is cut short, has a
 bad header, or holds a value outside 1..8 is a PROBLEM: the image is read as 1 and the caller warns,
-naming the file (never a crash). The in-graph reader is straight-line ops (one string search, clipped
-reads, no loop and no branch: inside tf.data an untaken branch still costs per node).
+naming the file (never a crash). The in-graph reader is one string search and, only where it finds an
+Exif segment, straight-line clipped reads (no loop, no nested branch: inside tf.data an untaken branch still
+costs per node).
 
 Values (the TIFF spec; `PIL.ImageOps.exif_transpose` is the reference the tests compare with):
 1 upright, 2 mirrored, 3 rotated 180, 4 flipped, 5 transposed, 6 turned 90 clockwise to be upright,
@@ -73,32 +74,36 @@ def orientation_status(encoded):
     def u16(b, little):
         return tf.where(little, b[..., 0] + 256 * b[..., 1], 256 * b[..., 0] + b[..., 1])
 
-    # Straight-line ops only (no tf.cond): inside tf.data a branch costs per node even when not taken, and
-    # every read is clipped to the header, so the parse can run on every image (about as cheap as a lookup).
+    # One branch: a JPEG without an Exif segment (most photos) skips the parse. Inside it, straight-line ops
+    # only: every read is clipped to the header, and inside tf.data each node of a branch costs even when the
+    # branch is not taken, so nested conds would cost more than the reads they guard.
     parts = tf.strings.split(head, sep=_EXIF, maxsplit=1)
-    at = tf.cast(tf.strings.length(parts[0]), tf.int64)
-    start, marker = read(0, 2), read(at - 4, 4)
-    found = tf.logical_and(tf.logical_and(start[0] == 0xFF, start[1] == 0xD8),
-                           tf.logical_and(tf.size(parts) > 1, at >= 4))
-    found = tf.logical_and(found, tf.logical_and(marker[0] == 0xFF, marker[1] == 0xE1))
-    t, limit = at + 6, tf.minimum(at - 2 + 256 * marker[2] + marker[3], n)
-    tiff = read(t, 8)
-    little = tf.logical_and(tiff[0] == 0x49, tiff[1] == 0x49)
-    big = tf.logical_and(tiff[0] == 0x4D, tiff[1] == 0x4D)
-    ok = tf.logical_and(tf.logical_or(little, big), t + 8 <= limit)
-    ok = tf.logical_and(ok, u16(tiff[2:4], little) == 42)
-    ifd = t + tf.where(little, u16(tiff[4:6], little) + 65536 * u16(tiff[6:8], little),
-                       65536 * u16(tiff[4:6], little) + u16(tiff[6:8], little))
-    count = u16(read(ifd, 2), little)
-    ok = tf.logical_and(ok, tf.logical_and(ifd + 2 <= limit, ifd + 2 + 12 * count <= limit))
-    entries = tf.reshape(read(ifd + 2, 12 * tf.where(tf.logical_and(found, ok), count, 0)), [-1, 12])
-    tags = tf.concat([u16(entries[:, 0:2], little), [ORIENTATION_TAG]], 0)  # a sentinel: value 1 when absent
-    values = tf.concat([u16(entries[:, 8:10], little), [1]], 0)
-    first = tf.reduce_min(tf.where(tags == ORIENTATION_TAG, tf.range(tf.size(tags, out_type=tf.int64)),
-                                   tf.size(tags, out_type=tf.int64)))
-    value = values[first]
-    valid = tf.logical_and(ok, tf.logical_and(value >= 1, value <= 8))
-    return tf.cast(tf.where(found, tf.where(valid, value, PROBLEM), 1), tf.int32)
+
+    def parse():
+        at = tf.cast(tf.strings.length(parts[0]), tf.int64)
+        start, marker = read(0, 2), read(at - 4, 4)
+        found = tf.logical_and(tf.logical_and(start[0] == 0xFF, start[1] == 0xD8), at >= 4)
+        found = tf.logical_and(found, tf.logical_and(marker[0] == 0xFF, marker[1] == 0xE1))
+        t, limit = at + 6, tf.minimum(at - 2 + 256 * marker[2] + marker[3], n)
+        tiff = read(t, 8)
+        little = tf.logical_and(tiff[0] == 0x49, tiff[1] == 0x49)
+        big = tf.logical_and(tiff[0] == 0x4D, tiff[1] == 0x4D)
+        ok = tf.logical_and(tf.logical_or(little, big), t + 8 <= limit)
+        ok = tf.logical_and(ok, u16(tiff[2:4], little) == 42)
+        ifd = t + tf.where(little, u16(tiff[4:6], little) + 65536 * u16(tiff[6:8], little),
+                           65536 * u16(tiff[4:6], little) + u16(tiff[6:8], little))
+        count = u16(read(ifd, 2), little)
+        ok = tf.logical_and(ok, tf.logical_and(ifd + 2 <= limit, ifd + 2 + 12 * count <= limit))
+        entries = tf.reshape(read(ifd + 2, 12 * tf.where(tf.logical_and(found, ok), count, 0)), [-1, 12])
+        tags = tf.concat([u16(entries[:, 0:2], little), [ORIENTATION_TAG]], 0)  # a sentinel: value 1 when absent
+        values = tf.concat([u16(entries[:, 8:10], little), [1]], 0)
+        first = tf.reduce_min(tf.where(tags == ORIENTATION_TAG, tf.range(tf.size(tags, out_type=tf.int64)),
+                                       tf.size(tags, out_type=tf.int64)))
+        value = values[first]
+        valid = tf.logical_and(ok, tf.logical_and(value >= 1, value <= 8))
+        return tf.cast(tf.where(found, tf.where(valid, value, PROBLEM), 1), tf.int32)
+
+    return tf.cond(tf.size(parts) > 1, parse, lambda: tf.constant(1, tf.int32))
 
 
 def upright(status):
@@ -109,21 +114,27 @@ def upright(status):
     return tf.where(tf.logical_and(status >= 1, status <= 8), status, 1)
 
 
-def apply_orientation(image, orientation):
-    """Turn decoded pixels (h, w, c) upright for an EXIF orientation 1..8 (anything else: unchanged); float32 out.
+def mirror(image, orientation):
+    """The mirror part of an EXIF orientation 1..8 (anything else: none), on the decoded pixels as stored.
 
-    Every orientation is a mirror of rows and/or columns followed, for 5-8, by a transpose. The mirror is one
-    tf.reverse whose axes are a tensor (no branch op, which costs the input pipeline more per image than the
-    transform itself); the transpose runs in a tf.cond, on float32 pixels: TF's transpose of uint8 goes through
-    oneDNN, which logs an "E0000 ... oneDNN supports DT_UINT8" line on CPUs without AVX-512. The maximum with
-    0 (a no-op on cast uint8) keeps Grappler from moving that cast after the transpose.
+    Every orientation is a mirror of rows and/or columns followed, for 5-8, by a transpose (`turned`), which
+    catdog.data.decode.resize applies to its small float32 output: transposing and resizing commute, the
+    full-size uint8 pixels are never cast or transposed (TF's uint8 transpose goes through oneDNN, which logs
+    an "E0000 ... oneDNN supports DT_UINT8" line on CPUs without AVX-512), and an upright photo (most) is not
+    copied at all: tf.reverse with no axis still copies, so it runs only in the branch that mirrors.
     """
     import tensorflow as tf
 
     o = upright(orientation)
     flip_rows = tf.reduce_any(tf.equal(o, [3, 4, 6, 7]))  # upside down (before the transpose)
     flip_columns = tf.reduce_any(tf.equal(o, [2, 3, 7, 8]))  # mirrored left-right (before the transpose)
-    axes = tf.boolean_mask(tf.constant([0, 1]), tf.stack([flip_rows, flip_columns]))
-    image = tf.cast(tf.reverse(image, axes), tf.float32)
-    image = tf.cond(o >= 5, lambda: tf.transpose(tf.maximum(image, 0.0), [1, 0, 2]), lambda: image)
-    return tf.ensure_shape(image, [None, None, image.shape[-1]])
+
+    def flipped():
+        return tf.reverse(image, tf.boolean_mask(tf.constant([0, 1]), tf.stack([flip_rows, flip_columns])))
+
+    return tf.cond(tf.logical_or(flip_rows, flip_columns), flipped, lambda: image)
+
+
+def turned(orientation):
+    """True for orientations 5-8, whose pixels are stored transposed (after the mirror)."""
+    return upright(orientation) >= 5
