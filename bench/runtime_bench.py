@@ -2,6 +2,7 @@
 
     $ python bench/runtime_bench.py                    # everything below, on the 5,000 shared photos
     $ python bench/runtime_bench.py --skip-train --onnx
+    $ python bench/runtime_bench.py --skip-train --parts autotune   # part 5 alone, on the pack part 1 left
 
 In one run (same machine, same load):
 1. `default`: `catdog pack` of the photos + `catdog train PACKED --backbone LITE0` with no other option
@@ -15,7 +16,10 @@ In one run (same machine, same load):
 4. for Lite0 (features and the trained classifier) and for efficientnetv2b0 / mobilenetv3small classifiers
    with random weights (no download): images/s on PRELOADED decoded images of TensorFlow's compiled forward
    pass (tf.function, batch 32) and of LiteRT (and ONNX Runtime with --onnx), in alternating rounds so
-   background load hits all alike; the ratios to TensorFlow are the figures.
+   background load hits all alike; the ratios to TensorFlow are the figures;
+5. only with `--parts autotune`: the val split through the LiteRT feature extractor, passes alternating
+   between catdog's pipeline (tf.data's autotuner off) and the same with the autotuner on, each pass's
+   images/s and cores in use (the autotuner made about half the passes run on one core's worth of CPU).
 Writes --work/runtime_bench.json.
 """
 
@@ -186,6 +190,52 @@ def cache_rate(packed: Path, backbone_path: str, work: Path, name: str, images) 
             "vs_own_preloaded": round(rows / seconds / preloaded[name], 2)}
 
 
+def autotune_passes(packed: Path, backbone_path: str, work: Path, rounds: int) -> dict:
+    """The val split through the LiteRT feature extractor, passes alternating between catdog's pipeline
+    (`untuned`: tf.data's autotuner off) and the same pipeline with the autotuner on: images/s and cores in
+    use (CPU s / wall) of every pass. A pass under 1.3 cores ran on one core's worth of CPU."""
+    import resource
+
+    import keras
+    import tensorflow as tf
+
+    from catdog import runtime
+    from catdog.data import load
+    from catdog.model.classifier import feature_extractor
+
+    extractor = feature_extractor(keras.saving.load_model(backbone_path, compile=False), 224)
+    models = work / "autotune" / "models"
+    shutil.rmtree(models.parent, ignore_errors=True)
+    shutil.copytree(work / "cache" / "catdog" / "features" / "models", models)  # converted in part 1
+    extract = runtime.build_litert(extractor, models, Path(backbone_path).stem)
+
+    def tuned(dataset):
+        options = tf.data.Options()
+        options.autotune.enabled = True
+        return dataset.with_options(options)
+
+    pipelines = {"untuned": lambda: load(str(packed), "val", 224),
+                 "autotuner on": lambda: tuned(load(str(packed), "val", 224))}
+    passes = {name: [] for name in pipelines}
+    for _ in range(rounds):
+        for name, pipeline in pipelines.items():
+            start, cpu, n = time.perf_counter(), cpu_seconds(resource.RUSAGE_SELF), 0
+            for images, labels in pipeline():
+                extract(images.numpy())
+                n += len(labels)
+            seconds = time.perf_counter() - start
+            passes[name].append({"images_per_s": round(n / seconds, 1),
+                                 "cores": round((cpu_seconds(resource.RUSAGE_SELF) - cpu) / seconds, 2)})
+    result = {}
+    for name, runs in passes.items():
+        one_core = sum(r["cores"] < 1.3 for r in runs)
+        result[name] = {"passes": runs, "one_core_passes": one_core,
+                        "median_images_per_s": statistics.median(r["images_per_s"] for r in runs)}
+        print(f"val features through LiteRT, {name}: {one_core} of {len(runs)} passes on one core; "
+              + ", ".join(f"{r['images_per_s']}/s {r['cores']}c" for r in runs), flush=True)
+    return result
+
+
 def predict_rate(run_dir: Path, source: Path, work: Path, name: str, images) -> dict:
     """`catdog predict RUN SOURCE --runtime NAME`: the streaming rate it reports (read + decode + model, after
     the model is loaded; the converted model is built beforehand, as any run after the first finds it), the
@@ -274,7 +324,9 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=3, help="default pack + train runs, each from scratch (the median counts)")
     p.add_argument("--skip-train", action="store_true", help="reuse --work's pack and run (parts 2-4 only)")
     p.add_argument("--parts", nargs="+", default=["preloaded", "caching", "predict"],
-                   help="which of parts 2-4 to run (with --skip-train, to re-measure one of them); caching-litert: LiteRT only")
+                   help="which of parts 2-4 to run (with --skip-train, to re-measure one of them); caching-litert: LiteRT "
+                        "only; autotune: part 5")
+    p.add_argument("--autotune-rounds", type=int, default=8, help="alternating passes of each pipeline in part 5")
     args = p.parse_args()
     source, work = Path(args.source), Path(args.work)
     if not source.is_dir() or not Path(args.backbone).is_file():
@@ -305,6 +357,8 @@ def main() -> int:
     if "caching" in args.parts or "caching-litert" in args.parts:
         names = ("litert", "tensorflow") if "caching" in args.parts else ("litert",)
         result["feature_caching"] = {name: cache_rate(packed, args.backbone, work, name, images[:128]) for name in names}
+    if "autotune" in args.parts:
+        result["autotune"] = autotune_passes(packed, args.backbone, work, args.autotune_rounds)
     if "predict" in args.parts and run_dir.is_dir():
         result["predict"] = {name: predict_rate(run_dir, source, work, name, images[:128])
                              for name in ("tensorflow", "litert")}

@@ -313,3 +313,19 @@ def test_phase1_defaults_follow_what_phase1_trains_on(tmp_path):
         assert (resolved.epochs, resolved.l2, resolved.patience) == (10, 1e-4, 3), cfg
     given = resolve(TrainConfig(backbone="small-cnn", epochs=4, l2=0.0, patience=0, **base))
     assert (given.epochs, given.l2, given.patience) == (4, 0.0, 0)
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_training_images_stream_untuned_on_a_cpu_and_autotuned_on_a_gpu(work, packed, tiny_backbone,
+                                                                         monkeypatch, gpu):
+    """On a CPU the autotuner made some passes run at one core's speed (docs/benchmarks.md); on a GPU it stays."""
+    from catdog import runtime
+    from catdog.training import image_dataset
+
+    monkeypatch.setattr(runtime, "gpu_present", lambda: gpu)
+    cfg = _config(work, packed, tiny_backbone)
+    train_ds = image_dataset(cfg, "train", 2, training=True)
+    assert (train_ds.options().autotune.enabled is False) == (not gpu)
+    assert image_dataset(cfg, "val", 2, training=False).options().autotune.enabled is False
+    images, labels = next(iter(train_ds))
+    assert images.shape == (8, 32, 32, 3) and labels.shape == (8, 1)

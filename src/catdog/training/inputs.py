@@ -65,7 +65,9 @@ def image_dataset(cfg: TrainConfig, split: str, num_classes: int, *, training: b
     from catdog.data import load
     from catdog.data.augment import build_augment
     from catdog.data.manifest import read_manifest, shard_paths
+    from catdog.data.pipeline import untuned
     from catdog.distribute import is_multiworker, shard_options
+    from catdog.runtime import gpu_present
 
     augment = build_augment(cfg.augment_config()) if training else None
     # training repeats forever and fit counts steps_per_epoch: epochs stay aligned to the data without Keras
@@ -73,6 +75,10 @@ def image_dataset(cfg: TrainConfig, split: str, num_classes: int, *, training: b
     ds = load(cfg.data, split, cfg.image_size, batch_size=global_batch_size(cfg), training=training,
               resize=cfg.resize, augment=augment, seed=order_seed if order_seed is not None else cfg.seed,
               repeat=training)
+    if training and not gpu_present():
+        # On a CPU the autotuner made some passes run on one core's worth of CPU, as in evaluation (untuned);
+        # on a GPU it sizes the buffers that keep the GPU fed (not measured here), so it stays on there.
+        ds = untuned(ds)
     strategy = tf.distribute.get_strategy()
     if is_multiworker(strategy):
         num_files = len(shard_paths(cfg.data, read_manifest(cfg.data), split))
