@@ -29,10 +29,10 @@ AUTOTUNE = tf.data.AUTOTUNE
 def untuned(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """`dataset` with tf.data's autotuner off: AUTOTUNE then means one parallel call per core, a fixed setting.
 
-    For pipelines that feed a model running on the same CPU (feature cache, evaluate, predict). On the 2-core
-    machine, with the autotuner on, about half the passes of such a pipeline next to LiteRT ran on one core's
-    worth of CPU (both cores' work, never at the same time: exactly half speed, 92 instead of 165-185 images/s);
-    with it off, none did (docs/benchmarks.md). A fixed parallelism is all an inference pipeline needs.
+    For pipelines that feed a model running on the same CPU (feature cache, evaluate, predict, training without
+    a GPU). On the 2-core machine, with the autotuner on, 25 of 64 passes of such a pipeline next to LiteRT ran
+    on one core's worth of CPU (the same work per thread, never two threads at once: half speed, 92 instead of
+    165-185 images/s); with it off, none of 46 did (docs/benchmarks.md). A fixed parallelism is all they need.
     """
     options = tf.data.Options()
     options.autotune.enabled = False
