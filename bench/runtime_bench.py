@@ -19,7 +19,7 @@ In one run (same machine, same load):
    background load hits all alike; the ratios to TensorFlow are the figures;
 5. only with `--parts autotune`: the val split through the LiteRT feature extractor, passes alternating
    between catdog's pipeline (tf.data's autotuner off) and the same with the autotuner on, each pass's
-   images/s and cores in use (the autotuner made about half the passes run on one core's worth of CPU).
+   images/s and cores in use (the autotuner made 25 of 64 passes run on one core's worth of CPU).
 Writes --work/runtime_bench.json.
 """
 
