@@ -69,7 +69,7 @@ def decode_any(encoded: tf.Tensor, target: tuple[int, int], orientation=1) -> tu
     """
     is_jpeg = tf.io.is_jpeg(encoded)
     orientation = tf.where(is_jpeg, exif.upright(orientation), 1)
-    turned = exif.turned(orientation)
+    turned = orientation >= 5  # stored transposed (after the mirror)
     pixels = tf.cond(
         is_jpeg,
         lambda: decode_jpeg_reduced(encoded, target, turned),

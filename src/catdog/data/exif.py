@@ -125,7 +125,7 @@ def mirror(image, orientation):
     """
     import tensorflow as tf
 
-    o = upright(orientation)
+    o = tf.cast(orientation, tf.int32)  # any value outside 1..8 matches neither list: no mirror
     flip_rows = tf.reduce_any(tf.equal(o, [3, 4, 6, 7]))  # upside down (before the transpose)
     flip_columns = tf.reduce_any(tf.equal(o, [2, 3, 7, 8]))  # mirrored left-right (before the transpose)
 
@@ -133,8 +133,3 @@ def mirror(image, orientation):
         return tf.reverse(image, tf.boolean_mask(tf.constant([0, 1]), tf.stack([flip_rows, flip_columns])))
 
     return tf.cond(tf.logical_or(flip_rows, flip_columns), flipped, lambda: image)
-
-
-def turned(orientation):
-    """True for orientations 5-8, whose pixels are stored transposed (after the mirror)."""
-    return upright(orientation) >= 5
