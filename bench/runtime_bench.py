@@ -154,6 +154,11 @@ def classifier_for(backbone, size: int = 224, seed: int = 0):
     return calibrated_model(keras.Model(inputs, x), 2, 1.0)
 
 
+def part1_models(work: Path) -> Path:
+    """Where part 1's `catdog train` left the converted backbone (its conversion is timed there)."""
+    return work / "cache" / "catdog" / "features" / "models"
+
+
 def cache_rate(packed: Path, backbone_path: str, work: Path, name: str, images) -> dict:
     """Feature caching (train + val plain view) through runtime `name` into a fresh cache: images/s, with the
     preloaded rates of both runtimes measured right before and after it (load on a shared machine drifts)."""
@@ -167,7 +172,7 @@ def cache_rate(packed: Path, backbone_path: str, work: Path, name: str, images) 
     extractor = feature_extractor(keras.saving.load_model(backbone_path, compile=False), 224)
     folder = work / f"cache-{name}" / "features"
     shutil.rmtree(folder.parent, ignore_errors=True)
-    models = work / "cache" / "catdog" / "features" / "models"  # the converted backbone from part 1 (timed there)
+    models = part1_models(work)
     shutil.copytree(models, folder.parent / "models", dirs_exist_ok=True)
     adjacent = {"tensorflow": runtime.TensorFlowRuntime(extractor),
                 "litert": runtime.build_litert(extractor, folder.parent / "models", Path(backbone_path).stem)}
@@ -204,10 +209,7 @@ def autotune_passes(packed: Path, backbone_path: str, work: Path, rounds: int) -
     from catdog.model.classifier import feature_extractor
 
     extractor = feature_extractor(keras.saving.load_model(backbone_path, compile=False), 224)
-    models = work / "autotune" / "models"
-    shutil.rmtree(models.parent, ignore_errors=True)
-    shutil.copytree(work / "cache" / "catdog" / "features" / "models", models)  # converted in part 1
-    extract = runtime.build_litert(extractor, models, Path(backbone_path).stem)
+    extract = runtime.build_litert(extractor, part1_models(work), Path(backbone_path).stem)  # loads part 1's file
 
     def tuned(dataset):
         options = tf.data.Options()
@@ -333,8 +335,6 @@ def main() -> int:
         print(f"missing {source} or {args.backbone}", file=sys.stderr)
         return 2
     import keras
-
-    from catdog.model.classifier import feature_extractor
 
     result = {"machine": "2-core x86_64 CPU, 24 GB, no GPU", "load_average_start": os.getloadavg()}
     packed = work / "packed"
