@@ -3,6 +3,7 @@
     $ python bench/runtime_bench.py                    # everything below, on the 5,000 shared photos
     $ python bench/runtime_bench.py --skip-train --onnx
     $ python bench/runtime_bench.py --skip-train --parts autotune   # part 5 alone, on the pack part 1 left
+    $ python bench/runtime_bench.py --skip-train --parts ceiling    # part 6 alone, with the run part 1 left
 
 In one run (same machine, same load):
 1. `default`: `catdog pack` of the photos + `catdog train PACKED --backbone LITE0` with no other option
@@ -19,7 +20,11 @@ In one run (same machine, same load):
    background load hits all alike; the ratios to TensorFlow are the figures;
 5. only with `--parts autotune`: the val split through the LiteRT feature extractor, passes alternating
    between catdog's pipeline (tf.data's autotuner off) and the same with the autotuner on, each pass's
-   images/s and cores in use (the autotuner made 25 of 64 passes run on one core's worth of CPU).
+   images/s and cores in use (the autotuner made 25 of 64 passes run on one core's worth of CPU);
+6. only with `--parts ceiling`: how close any input pipeline can come to LiteRT's preloaded rate on this
+   machine: predict's own streaming loop over the 1,000 `test1` photos with three decode functions in
+   alternating rounds (catdog's; the bare TensorFlow JPEG decode + bilinear resize; none: each file is read
+   and yields zeros), each against the classifier's preloaded LiteRT rate right before and after it.
 Writes --work/runtime_bench.json.
 """
 
@@ -314,6 +319,53 @@ def default_run(args, source: Path, work: Path, index: int) -> dict:
     return result
 
 
+def pipeline_ceiling(run_dir: Path, photos: Path, images, rounds: int) -> dict:
+    """Part 6: predict's streaming loop (catdog.prediction.run_predictions: files -> tf.data map -> batches ->
+    LiteRT) with catdog's decode function, the bare TensorFlow decode + resize, and no decode at all, in
+    alternating rounds; each rate against the classifier's preloaded LiteRT rate measured around it. The
+    no-decode ratio is the most any decode can reach with the model on the same cores."""
+    import tensorflow as tf
+
+    from catdog import prediction
+    from catdog.inputs import collect_inputs
+    from catdog.predictors import load_predictor
+
+    predictor = load_predictor(str(run_dir), runtime="litert")
+    inputs = collect_inputs([str(photos)])
+
+    def bare(size, mode):
+        def decode(image_id, data, orientation):
+            pixels = tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")
+            return image_id, tf.constant(1), tf.raw_ops.ResizeBilinear(images=pixels[None], size=size)[0]
+        return decode
+
+    def none(size, mode):
+        def decode(image_id, data, orientation):  # the bytes are read (the length keeps the read alive)
+            return image_id, tf.constant(1), tf.zeros([*size, 3]) * tf.cast(tf.strings.length(data), tf.float32)
+        return decode
+
+    catdog_decoder = prediction.stream_decoder
+    decoders = {"catdog": catdog_decoder, "bare TensorFlow decode + resize": bare, "no decode": none}
+    passes = {name: [] for name in decoders}
+    try:
+        for _ in range(rounds):
+            for name, decoder in decoders.items():
+                prediction.stream_decoder = decoder
+                w = between_rates({"litert": predictor.predict_images}, images,
+                                  lambda: prediction.run_predictions(predictor, inputs, progress=False))
+                rate, preloaded = w["result"].images_per_second, w["preloaded"]["litert"]
+                passes[name].append({"images_per_s": round(rate, 1), "preloaded": preloaded,
+                                     "ratio": round(rate / preloaded, 3), "cores": round(w["cores"], 2)})
+    finally:
+        prediction.stream_decoder = catdog_decoder
+    result = {}
+    for name, runs in passes.items():
+        result[name] = {"passes": runs, "median_ratio": statistics.median(r["ratio"] for r in runs)}
+        print(f"predict's stream, {name}: median {result[name]['median_ratio']:.3f}x LiteRT's preloaded rate; "
+              + ", ".join(f"{r['ratio']:.3f} ({r['images_per_s']}/s, {r['cores']}c)" for r in runs), flush=True)
+    return result
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", default=str(SHARED / "data" / "dogs-vs-cats" / "train"))
@@ -327,8 +379,11 @@ def main() -> int:
     p.add_argument("--skip-train", action="store_true", help="reuse --work's pack and run (parts 2-4 only)")
     p.add_argument("--parts", nargs="+", default=["preloaded", "caching", "predict"],
                    help="which of parts 2-4 to run (with --skip-train, to re-measure one of them); caching-litert: LiteRT "
-                        "only; autotune: part 5")
+                        "only; autotune: part 5; ceiling: part 6")
     p.add_argument("--autotune-rounds", type=int, default=8, help="alternating passes of each pipeline in part 5")
+    p.add_argument("--ceiling-rounds", type=int, default=5, help="alternating rounds of the three decodes in part 6")
+    p.add_argument("--ceiling-photos", default=str(SHARED / "data" / "dogs-vs-cats" / "test1"),
+                   help="the photos predict streams in part 6")
     args = p.parse_args()
     source, work = Path(args.source), Path(args.work)
     if not source.is_dir() or not Path(args.backbone).is_file():
@@ -359,6 +414,8 @@ def main() -> int:
         result["feature_caching"] = {name: cache_rate(packed, args.backbone, work, name, images[:128]) for name in names}
     if "autotune" in args.parts:
         result["autotune"] = autotune_passes(packed, args.backbone, work, args.autotune_rounds)
+    if "ceiling" in args.parts and run_dir.is_dir():
+        result["ceiling"] = pipeline_ceiling(run_dir, Path(args.ceiling_photos), images[:128], args.ceiling_rounds)
     if "predict" in args.parts and run_dir.is_dir():
         result["predict"] = {name: predict_rate(run_dir, source, work, name, images[:128])
                              for name in ("tensorflow", "litert")}

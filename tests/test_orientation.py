@@ -85,6 +85,55 @@ def test_python_and_in_graph_readers_agree_on_valid_absent_and_damaged_tags(phot
     assert all(exif.jpeg_orientation(cases[name])[1] for name in DAMAGED_EXIF)
 
 
+def mutated_heads(count: int, seed: int = 0) -> list[bytes]:
+    """JPEG heads around APP1 Exif blocks that are valid (either byte order, the tag anywhere in IFD0) or
+    damaged at random: cut short, a byte or a length changed, the IFD offset or entry count out of range,
+    a wrong start of image, a decoy Exif\\0\\0 before the block."""
+    import struct
+
+    rng = np.random.default_rng(seed)
+    heads = []
+    for k in range(count):
+        order = "<" if k % 2 else ">"
+        tags = [(0x010F, 2, 0), (0x0110, 2, 0), (0x0112, 3, int(rng.integers(0, 11)))][: 1 + k % 3]
+        rng.shuffle(tags)
+        ifd = struct.pack(order + "H", len(tags)) + b"".join(
+            struct.pack(order + "HHI", tag, kind, 1) + struct.pack(order + "H", value) + b"\0\0"
+            for tag, kind, value in tags)
+        tiff = (b"II" if order == "<" else b"MM") + struct.pack(order + "HI", 42, 8) + ifd + b"\0" * 4
+        payload = bytearray(b"Exif\0\0" + tiff)
+        what = k % 6
+        if what == 1:
+            payload = payload[: int(rng.integers(0, len(payload)))]
+        elif what == 2:
+            payload[int(rng.integers(0, len(payload)))] = int(rng.integers(0, 256))
+        elif what == 3:  # IFD offset anywhere, in or far out of the block
+            payload[10:14] = struct.pack(order + "I", int(rng.choice([0, 7, 8, 9, len(tiff), 1 << 20, (1 << 32) - 1])))
+        elif what == 4:
+            payload[14:16] = struct.pack(order + "H", int(rng.choice([0, 2, 3, 4, 200, 65535])))
+        length = len(payload) + 2 + (int(rng.integers(-8, 9)) if what == 5 else 0)
+        app0 = b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" if k % 4 == 0 else b""
+        if k % 7 == 6:  # a comment that mentions Exif\0\0 first: the first one found is not an APP1 segment
+            app0 += b"\xff\xfe\x00\x0aExif\0\0\xc3\xff"
+        soi = b"\xff\xd8" if k % 25 else b"\xff\xd9"
+        heads.append(soi + app0 + b"\xff\xe1" + struct.pack(">H", max(length, 0) % 65536) + bytes(payload)
+                     + b"\xff\xdb" + bytes(rng.integers(0, 256, int(rng.integers(0, 64)), dtype=np.uint8)))
+    return heads
+
+
+def test_python_and_in_graph_readers_agree_on_hundreds_of_damaged_blocks():
+    traced = tf.function(exif.orientation_status, input_signature=[tf.TensorSpec([], tf.string)])
+    results = {}
+    for k, data in enumerate(mutated_heads(600)):
+        value, problem = exif.jpeg_orientation(data)
+        expected = exif.PROBLEM if problem else value
+        assert int(traced(tf.constant(data))) == expected, (k, data[:40])
+        results[expected] = results.get(expected, 0) + 1
+    # the cases cover every outcome: upright or absent, each valid turn, and damaged blocks
+    assert set(results) == {exif.PROBLEM, *range(1, 9)}, results
+    assert results[exif.PROBLEM] > 100 and results[1] > 100, results
+
+
 def test_decoding_raw_bytes_turns_every_orientation_upright(photos):
     _, folder = photos
     for o in range(1, 9):
