@@ -24,7 +24,9 @@ In one run (same machine, same load):
 6. only with `--parts ceiling`: how close any input pipeline can come to LiteRT's preloaded rate on this
    machine: predict's own streaming loop over the 1,000 `test1` photos with three decode functions in
    alternating rounds (catdog's; the bare TensorFlow JPEG decode + bilinear resize; none: each file is read
-   and yields zeros), each against the classifier's preloaded LiteRT rate right before and after it.
+   and yields zeros), each against the classifier's preloaded LiteRT rate right before and after it, with the
+   share of the time the model is busy (the rest: waiting for input) and its speed while the pipeline shares
+   the cores.
 Writes --work/runtime_bench.json.
 """
 
@@ -344,25 +346,50 @@ def pipeline_ceiling(run_dir: Path, photos: Path, images, rounds: int) -> dict:
             return image_id, tf.constant(1), tf.zeros([*size, 3]) * tf.cast(tf.strings.length(data), tf.float32)
         return decode
 
+    class Timed:
+        """The predictor, with the time spent in its model calls (the 1-image warm-up call left out)."""
+
+        def __init__(self):
+            self.calls = []
+
+        def __getattr__(self, name):
+            return getattr(predictor, name)
+
+        def predict_images(self, batch):
+            start = time.perf_counter()
+            out = predictor.predict_images(batch)
+            self.calls.append((len(batch), time.perf_counter() - start))
+            return out
+
     catdog_decoder = prediction.stream_decoder
     decoders = {"catdog": catdog_decoder, "bare TensorFlow decode + resize": bare, "no decode": none}
     passes = {name: [] for name in decoders}
     try:
         for _ in range(rounds):
             for name, decoder in decoders.items():
-                prediction.stream_decoder = decoder
+                prediction.stream_decoder, timed = decoder, Timed()
                 w = between_rates({"litert": predictor.predict_images}, images,
-                                  lambda: prediction.run_predictions(predictor, inputs, progress=False))
-                rate, preloaded = w["result"].images_per_second, w["preloaded"]["litert"]
-                passes[name].append({"images_per_s": round(rate, 1), "preloaded": preloaded,
-                                     "ratio": round(rate / preloaded, 3), "cores": round(w["cores"], 2)})
+                                  lambda: prediction.run_predictions(timed, inputs, progress=False))
+                summary, preloaded = w["result"], w["preloaded"]["litert"]
+                rate, calls = summary.images_per_second, timed.calls[1:]
+                model_seconds = sum(seconds for _, seconds in calls)
+                passes[name].append({
+                    "images_per_s": round(rate, 1), "preloaded": preloaded, "ratio": round(rate / preloaded, 3),
+                    "cores": round(w["cores"], 2),
+                    # the share of the stream's time spent in model calls (the rest: waiting for input, the loop)
+                    "model_busy": round(model_seconds / summary.seconds, 3),
+                    # the model's own speed inside the stream against its speed with the cores to itself
+                    "model_vs_preloaded": round(sum(n for n, _ in calls) / model_seconds / preloaded, 3)})
     finally:
         prediction.stream_decoder = catdog_decoder
     result = {}
     for name, runs in passes.items():
-        result[name] = {"passes": runs, "median_ratio": statistics.median(r["ratio"] for r in runs)}
-        print(f"predict's stream, {name}: median {result[name]['median_ratio']:.3f}x LiteRT's preloaded rate; "
-              + ", ".join(f"{r['ratio']:.3f} ({r['images_per_s']}/s, {r['cores']}c)" for r in runs), flush=True)
+        result[name] = {"passes": runs, **{f"median_{k}": statistics.median(r[k] for r in runs)
+                                           for k in ("ratio", "model_busy", "model_vs_preloaded")}}
+        print(f"predict's stream, {name}: median {result[name]['median_ratio']:.3f}x LiteRT's preloaded rate, model "
+              f"busy {result[name]['median_model_busy']:.3f} of the time at {result[name]['median_model_vs_preloaded']:.3f}x"
+              f" its preloaded speed; " + ", ".join(f"{r['ratio']:.3f} ({r['images_per_s']}/s, {r['cores']}c)" for r in runs),
+              flush=True)
     return result
 
 
