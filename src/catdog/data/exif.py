@@ -94,10 +94,10 @@ def _parse_exif(head):
     # order, 42, the two halves of the IFD0 offset.
     t = at + 6
     b = read(tf.concat([[0, 1], at - 4 + tf.range(4, dtype=tf.int64), t + tf.range(8, dtype=tf.int64)], 0))
-    found = tf.logical_and(at >= 4, tf.reduce_all(tf.equal(b[:4], tf.constant([0xFF, 0xD8, 0xFF, 0xE1], tf.int64))))
+    found = (at >= 4) & tf.reduce_all(b[:4] == tf.constant([0xFF, 0xD8, 0xFF, 0xE1], tf.int64))
     pairs = tf.reshape(b[4:], [5, 2])
     length, order = tf.unstack(tf.reduce_sum(pairs[:2] * tf.constant([256, 1], tf.int64), -1))
-    little = tf.equal(order, 0x4949)  # "II"; "MM" is 0x4D4D
+    little, big = order == 0x4949, order == 0x4D4D  # "II", "MM"
     weights = tf.where(little, tf.constant([1, 256], tf.int64), tf.constant([256, 1], tf.int64))
 
     def u16(byte_pairs):
@@ -108,11 +108,10 @@ def _parse_exif(head):
     halves = tf.where(little, tf.constant([1, 65536], tf.int64), tf.constant([65536, 1], tf.int64))
     ifd = t + tf.reduce_sum(tf.stack([low, high]) * halves)
     count = u16(read(ifd + tf.range(2, dtype=tf.int64)))
-    ok = tf.logical_and(tf.logical_or(little, tf.equal(order, 0x4D4D)), t + 8 <= limit) & tf.equal(magic, 42)
-    ok = ok & (ifd + 2 <= limit) & (ifd + 2 + 12 * count <= limit)
+    ok = (little | big) & (t + 8 <= limit) & (magic == 42) & (ifd + 2 <= limit) & (ifd + 2 + 12 * count <= limit)
     entries = ifd + 2 + 12 * tf.range(tf.where(found & ok, count, 0))
     fields = u16(tf.reshape(read(entries[:, None] + tf.constant([0, 1, 8, 9], tf.int64)), [-1, 2, 2]))
-    hits = tf.gather(fields[:, 1], tf.where(tf.equal(fields[:, 0], ORIENTATION_TAG))[:, 0])
+    hits = tf.gather(fields[:, 1], tf.where(fields[:, 0] == ORIENTATION_TAG)[:, 0])
     value = tf.concat([hits, [1]], 0)[0]  # the first Orientation entry; absent: 1
     valid = ok & (value >= 1) & (value <= 8)
     return tf.cast(tf.where(found, tf.where(valid, value, PROBLEM), 1), tf.int32)
