@@ -329,6 +329,7 @@ def pipeline_ceiling(run_dir: Path, photos: Path, images, rounds: int) -> dict:
     import tensorflow as tf
 
     from catdog import prediction
+    from catdog.data.decode import _bilinear_corner_aligned
     from catdog.inputs import collect_inputs
     from catdog.predictors import load_predictor
 
@@ -338,7 +339,7 @@ def pipeline_ceiling(run_dir: Path, photos: Path, images, rounds: int) -> dict:
     def bare(size, mode):
         def decode(image_id, data, orientation):
             pixels = tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")
-            return image_id, tf.constant(1), tf.raw_ops.ResizeBilinear(images=pixels[None], size=size)[0]
+            return image_id, tf.constant(1), _bilinear_corner_aligned(pixels, size)  # catdog's resize, alone
         return decode
 
     def none(size, mode):
