@@ -264,6 +264,20 @@ def test_fit_temperature_recovers_a_known_temperature():
     np.testing.assert_allclose(apply_temperature(z3, 1.0).sum(1), 1.0)
 
 
+def test_an_error_free_validation_split_does_not_push_the_temperature_to_zero():
+    """A small split the model gets all right: the NLL alone falls as T -> 0 (the minimum was T = 0.05, every
+    probability 0 or 1); the prior keeps T near 1, so unseen photos with a few errors lose nothing."""
+    rng = np.random.default_rng(1)
+    z = np.concatenate([rng.normal(6, 1.5, 31), rng.normal(-6, 1.5, 31)])
+    labels = np.r_[np.ones(31), np.zeros(31)].astype(int)
+    assert fit_temperature(z, labels) >= 0.8
+    unseen = np.concatenate([rng.normal(6, 1.5, 500), rng.normal(-6, 1.5, 500)])  # ~0.03% errors
+    unseen_labels = np.r_[np.ones(500), np.zeros(500)].astype(int)
+    unseen_labels[:3] = 0  # three confident mistakes
+    t = fit_temperature(z, labels)
+    assert log_loss(unseen, unseen_labels, t) < 1.5 * log_loss(unseen, unseen_labels, 1.0)
+
+
 @pytest.mark.slow
 def test_lite0_on_a_few_hundred_shared_photos(shared_dir, tmp_path):
     """Integration: the shared ImageNet EfficientNet-Lite0 on 400 real photos reaches >= 0.9 val accuracy."""
