@@ -35,7 +35,7 @@ def test_labeled_and_unlabeled_test_folders():
     unlabeled = detect(SPLITS + ["test/1.jpg", "test/10.jpg", "test/holiday.png", "test/notes.txt"], "SRC")
     assert sorted((f.image_id, f.label, f.split) for f in unlabeled.images if f.split == "test") == [
         ("1", "", "test"), ("10", "", "test"), ("holiday", "", "test")]
-    assert unlabeled.rejects == [("test/notes.txt", "unrecognised-name")]
+    assert unlabeled.rejects == [("test/notes.txt", "not-an-image-name")]
 
 
 def test_without_a_val_folder_train_is_split_by_hash():

@@ -104,10 +104,11 @@ def test_bad_files_are_rejected_with_reasons_and_never_abort(tmp_path):
     out = tmp_path / "out"
     m = quick(src, out, max_pixels=2000)
     assert m["rejected"] == {"count": 6, "file": "rejected.csv", "by_reason": {
-        "empty-file": 1, "not-an-image": 1, "too-many-pixels": 2, "truncated": 1, "unrecognised-name": 1}}
-    rows = {Path(r["path"]).name: r["reason"] for r in read_csv(out / "rejected.csv")}
-    assert rows == {"cat.90.jpg": "empty-file", "cat.91.jpg": "truncated", "dog.92.jpg": "not-an-image",
-                    "dog.93.png": "too-many-pixels", "dog.94.jpg": "too-many-pixels", "notes.txt": "unrecognised-name"}
+        "empty-file": 1, "not-an-image": 1, "too-many-pixels": 2, "truncated": 1, "not-an-image-name": 1}}
+    rows = {Path(r["path"]).name: (r["reason"], r["id"], r["split"]) for r in read_csv(out / "rejected.csv")}
+    assert rows == {"cat.90.jpg": ("empty-file", "cat.90", ""), "cat.91.jpg": ("truncated", "cat.91", ""),
+                    "dog.92.jpg": ("not-an-image", "dog.92", ""), "dog.93.png": ("too-many-pixels", "dog.93", ""),
+                    "dog.94.jpg": ("too-many-pixels", "dog.94", ""), "notes.txt": ("not-an-image-name", "", "")}
     assert m["splits"]["train"]["num_examples"] + m["splits"]["val"]["num_examples"] == 6
 
 
@@ -139,18 +140,38 @@ def test_duplicates_conflicts_near_duplicates_and_leakage(tmp_path):
     photo(test / "1.jpg", seed=900)
     shutil.copy(train / "cat.4.jpg", test / "2.jpg")  # the same photo in train/val and test
     near_copy(train / "dog.5.jpg", test / "3.jpg")
+    shutil.copy(test / "3.jpg", test / "30.jpg")  # a byte copy of a leaked test photo leaks as well
+    photo(test / "9.jpg", seed=901)
+    shutil.copy(test / "9.jpg", test / "10.jpg")  # kept: both; named first: 9 (ids in natural order, not text)
     out = tmp_path / "out"
     m = quick([train, test], out)
-    assert m["duplicates"] == {"exact": 1, "near": 2, "label_conflicts": 1, "unlabeled_copies": 0, "file": "duplicates.csv"}
+    assert m["duplicates"] == {"exact": 1, "near": 2, "label_conflicts": 1, "unlabeled_copies": 2, "file": "duplicates.csv"}
     dups = {(r["kind"], Path(r["kept"]).name, Path(r["duplicate"]).name) for r in read_csv(out / "duplicates.csv")}
     assert dups == {("exact", "cat.1.jpg", "cat.50.jpg"), ("label-conflict", "cat.2.jpg", "dog.50.jpg"),
-                    ("near", "dog.3.jpg", "dog.51.jpg"), ("near", "dog.5.jpg", "3.jpg")}
-    assert m["leakage"]["count"] == 2
+                    ("near", "dog.3.jpg", "dog.51.jpg"), ("near", "dog.5.jpg", "3.jpg"),
+                    ("exact-unlabeled-kept", "3.jpg", "30.jpg"), ("exact-unlabeled-kept", "9.jpg", "10.jpg")}
+    assert m["leakage"]["count"] == 3
     leaks = {(r["kind"], Path(r["labeled"]).name, Path(r["test"]).name) for r in read_csv(out / "leakage.csv")}
-    assert leaks == {("exact", "cat.4.jpg", "2.jpg"), ("near", "dog.5.jpg", "3.jpg")}
+    assert leaks == {("exact", "cat.4.jpg", "2.jpg"), ("near", "dog.5.jpg", "3.jpg"), ("near", "dog.5.jpg", "30.jpg")}
     labeled_ids = {r["id"] for s in ("train", "val") for r in read_plain(out, s)}
     assert "cat.50" not in labeled_ids and "dog.50" not in labeled_ids and "dog.51" in labeled_ids
-    assert m["splits"]["test"]["num_examples"] == 3  # leaked test images are reported, not dropped
+    assert m["splits"]["test"]["num_examples"] == 6  # leaked and copied test images are reported, not dropped
+
+
+def test_near_duplicates_on_both_sides_of_train_and_val_are_a_warning(tmp_path):
+    """A resized copy in val of a train photo makes val look better than unseen photos would."""
+    train = tmp_path / "train"
+    for i in range(1, 21):
+        photo(train / f"cat.{i}.jpg", seed=i)
+        near_copy(train / f"cat.{i}.jpg", train / f"cat.{100 + i}.jpg")
+        photo(train / f"dog.{i}.jpg", seed=200 + i)
+    m = quick(train, tmp_path / "out")
+    split = {r["id"]: s for s in ("train", "val") for r in read_plain(tmp_path / "out", s)}
+    across = sum(split[f"cat.{i}"] != split[f"cat.{100 + i}"] for i in range(1, 21))
+    assert m["duplicates"]["near"] == 20 and across > 0  # 20 pairs at val 0.2: ~6 cross
+    assert [w for w in m["warnings"] if "near-duplicate" in w] == [
+        f"{across} near-duplicate pair(s) have one photo in train and the other in val (listed in duplicates.csv as "
+        "near): the val scores count those photos as unseen; remove one of each pair for an honest val score"]
 
 
 def test_split_is_stable_when_files_are_added(tmp_path):
@@ -268,7 +289,8 @@ def test_zip_member_with_a_bad_crc_is_rejected_not_a_crash(tmp_path):
     archive.write_bytes(bytes(data))
     manifest = quick(archive, tmp_path / "out")
     assert manifest["rejected"]["by_reason"] == {"unreadable": 1}
-    assert read_csv(tmp_path / "out" / "rejected.csv") == [{"path": f"{archive}/cat.1.jpg", "reason": "unreadable"}]
+    assert read_csv(tmp_path / "out" / "rejected.csv") == [
+        {"path": f"{archive}/cat.1.jpg", "reason": "unreadable", "id": "cat.1", "split": ""}]
     assert manifest["splits"]["train"]["num_examples"] + manifest["splits"]["val"]["num_examples"] == 5
 
 
@@ -313,7 +335,7 @@ def test_cli_pack_prints_summary_and_inspect_verifies(tmp_path):
     assert RUNNER.invoke(catdog.cli.app, ["inspect", str(out), "--no-verify"]).exit_code == 0
 
 
-@pytest.mark.parametrize("case", ["missing", "empty", "unlabeled", "different-pack", "not-a-pack"])
+@pytest.mark.parametrize("case", ["missing", "empty", "unlabeled", "different-pack", "not-a-pack", "case-variant"])
 def test_cli_bad_input_is_one_line_naming_the_path(tmp_path, case):
     target = tmp_path / case
     args = ["pack", str(target), "--out", str(tmp_path / "out"), "--workers", "1"]
@@ -329,10 +351,36 @@ def test_cli_bad_input_is_one_line_naming_the_path(tmp_path, case):
     elif case == "not-a-pack":
         target.mkdir()
         args = ["inspect", str(target)]
+    elif case == "case-variant":  # `Cat.99.jpg` among cat.*: a third class `Cat`, if nothing said so
+        flat_tree(target, n=3)
+        make_image(target / "Cat.99.jpg", (200, 60, 40), size=(32, 32), seed=99)
     result = RUNNER.invoke(catdog.cli.app, args)
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(target) in lines[0], result.output
+
+
+def test_a_class_whose_files_are_all_rejected_is_a_warning_and_train_refuses_it(tmp_path):
+    """A folder `misc/` of broken JPEGs beside cat/ and dog/: a class of no images, which training would turn into a
+    three-way softmax (and predict into a non-Kaggle CSV). Pack says so; train refuses with one line."""
+    src = tmp_path / "src"
+    for i in range(10):
+        make_image(src / "cat" / f"c{i}.jpg", (200, 60, 40), size=(32, 32), seed=i)
+        make_image(src / "dog" / f"d{i}.jpg", (40, 60, 200), size=(32, 32), seed=100 + i)
+    (src / "misc").mkdir()
+    (src / "misc" / "a.jpg").write_bytes(b"")
+    (src / "misc" / "b.jpg").write_bytes(b"<html>not a photo</html>")
+    m = quick(src, tmp_path / "packed")
+    assert m["classes"] == ["cat", "dog", "misc"]
+    assert m["splits"]["train"]["class_counts"]["cat"] > 0 and m["splits"]["train"]["class_counts"]["dog"] > 0
+    assert m["splits"]["train"]["class_counts"]["misc"] == 0 and m["rejected"]["count"] == 2
+    assert any("class 'misc' has no usable training images" in w for w in m["warnings"]), m["warnings"]
+    result = RUNNER.invoke(catdog.cli.app, ["train", str(tmp_path / "packed"), "--backbone", "small-cnn",
+                                            "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "class 'misc' has no training images" in lines[0], result.output
+    assert not (tmp_path / "runs").exists()
 
 
 # ------------------------------------------------------------------ real photos

@@ -49,6 +49,7 @@ def test_two_parts_and_merge_equal_one_pack(tmp_path):
         assert merged["splits"][split]["num_examples"] == one["splits"][split]["num_examples"]
         assert merged["splits"][split]["class_counts"] == one["splits"][split]["class_counts"]
     assert inspect(out)[1] == [] and not list(out.glob("part-*"))
+    assert (out / "rejected.csv").read_text() == (tmp_path / "one" / "rejected.csv").read_text()  # id, split too
     assert merge(out) == merged  # re-running a finished merge is a no-op
 
 

@@ -133,6 +133,30 @@ def test_skip_bad_writes_the_rest_and_lists_the_bad(env, with_bad, tmp_path):
     assert "truncated" in reasons["4"] and "not an image" in reasons["5"] and "empty" in reasons["6"]
 
 
+def test_test_files_that_pack_rejected_are_named_as_if_predict_had_read_them(env, with_bad, tmp_path):
+    """Pack keeps the broken test files out of the shards (rejected.csv); predict on the pack must not write a
+    submission that silently lacks their rows, exactly as predict on the folder does not."""
+    _, run, _ = env
+    packed = tmp_path / "packed"
+    assert invoke("pack", with_bad, "--out", packed, "--workers", "1").exit_code == 0
+    rejected = {r[0].rsplit("/", 1)[1]: r for r in read_csv(packed / "rejected.csv")[1:]}
+    assert read_csv(packed / "rejected.csv")[0] == ["path", "reason", "id", "split"]
+    assert {name: (r[2], r[3]) for name, r in rejected.items()} == {
+        "4.jpg": ("4", "test"), "5.jpg": ("5", "test"), "6.jpg": ("6", "test")}
+    out = tmp_path / "submission.csv"
+    result = invoke("predict", run, packed, "-o", out)
+    assert result.exit_code == 1 and not out.exists()
+    assert "3 of 6 images could not be read" in result.output and "rejected by pack" in result.output
+    for name in ("4.jpg", "5.jpg", "6.jpg"):
+        assert name in result.output
+    result = invoke("predict", run, packed, "-o", out, "--skip-bad")
+    assert result.exit_code == 0, result.output
+    assert [r[0] for r in read_csv(out)[1:]] == ["1", "2", "3"]
+    skipped = read_csv(tmp_path / "submission.skipped.csv")
+    assert [r[0] for r in skipped[1:]] == ["4", "5", "6"]
+    assert all("rejected by pack" in r[2] for r in skipped[1:])
+
+
 def test_output_in_missing_folder_fails_before_any_work(env, tmp_path):
     _, run, images = env
     result = invoke("predict", run, images, "-o", tmp_path / "nope" / "s.csv")

@@ -35,19 +35,27 @@ def _summary(items):
 
 
 def test_flat_layout(tmp_path):
-    source, items, rejects = scan_source(str(_touch(tmp_path / "train", FLAT + ["notes.txt"])))
-    assert source.layout == "flat" and source.kind == "dir" and source.num_files == 5
+    # `labels.v2.json` has the shape of a Kaggle name (<class>.<id>.<ext>): it was a class `labels` of no images
+    extra = ["notes.txt", "labels.v2.json", "annotations.backup.csv", "holiday.jpg"]
+    source, items, rejects = scan_source(str(_touch(tmp_path / "train", FLAT + extra)))
+    assert source.layout == "flat" and source.kind == "dir" and source.num_files == 8
     assert _summary(items) == [("cat.1", "cat", "cat.1.jpg"), ("cat.2", "cat", "cat.2.jpg"),
                                ("dog.10", "dog", "dog.10.jpeg"), ("dog.7", "dog", "dog.7.png")]
-    assert [(p.rsplit("/", 1)[1], r) for p, r in rejects] == [("notes.txt", "unrecognised-name")]
+    assert sorted((p.rsplit("/", 1)[1], r) for p, r in rejects) == [
+        ("annotations.backup.csv", "not-an-image-name"), ("holiday.jpg", "unrecognised-name"),
+        ("labels.v2.json", "not-an-image-name"), ("notes.txt", "not-an-image-name")]
 
 
 def test_class_folder_layout(tmp_path):
-    source, items, rejects = scan_source(str(_touch(tmp_path / "src", CLASSES + ["README.md", ".DS_Store"])))
+    # a folder of notes beside the class folders was a class `notes` of no images
+    extra = ["README.md", ".DS_Store", "stray.jpg", "notes/readme.txt", "notes/labels.csv"]
+    source, items, rejects = scan_source(str(_touch(tmp_path / "src", CLASSES + extra)))
     assert source.layout == "classes"
     assert _summary(items) == [("cat/a", "cat", "cat/a.jpg"), ("cat/b", "cat", "cat/b.jpg"),
                                ("dog/sub/y", "dog", "dog/sub/y.jpg"), ("dog/x", "dog", "dog/x.jpg")]
-    assert [r for _, r in rejects] == ["not-in-class-folder"]
+    assert sorted((p.split("/src/", 1)[1], r) for p, r in rejects) == [
+        ("README.md", "not-an-image-name"), ("notes/labels.csv", "not-an-image-name"),
+        ("notes/readme.txt", "not-an-image-name"), ("stray.jpg", "not-in-class-folder")]
 
 
 def test_numbered_layout_is_unlabeled(tmp_path):

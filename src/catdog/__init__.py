@@ -107,7 +107,7 @@ def predict(model, inputs, *, split: str = "test", batch_size: int = 32, tta: st
     result = run_predictions(predictor, sources, batch_size=batch_size, tta=tta, progress=progress)
     if result.bad and not skip_bad:
         listed = "; ".join(f"{name} ({reason})" for _, name, reason in result.bad[:5])
-        raise DataError(f"{len(result.bad)} of {len(sources)} images could not be read: {listed} "
+        raise DataError(f"{len(result.bad)} of {sources.total} images could not be read: {listed} "
                         "(pass skip_bad=True to predict the rest)")
     order = sorted(range(len(result.ids)), key=lambda k: natural_key(result.ids[k]))
     classes = [str(c) for c in predictor.classes]

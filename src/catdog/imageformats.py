@@ -13,5 +13,6 @@ IMAGE_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "GIF": "GIF", "BMP
                  "HEIF": "HEIC"}
 IMAGE_FORMATS_TEXT = "JPEG, PNG, GIF, BMP, WebP, HEIC"
 
-# File name endings of those formats: how predict picks images out of a folder or a zip.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".heic", ".heif")
+# File name endings of those formats: how predict picks images out of a folder or a zip (`.jfif`: JPEGs that
+# browsers on Windows save). Pack checks every file by content, documents and data files aside.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".webp", ".heic", ".heif")

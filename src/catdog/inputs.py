@@ -16,6 +16,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from catdog import csvfile
 from catdog.data import heif
 from catdog.data.scan import check_member, list_folder, list_zip
 from catdog.errors import DataError
@@ -90,16 +91,24 @@ class _Pack:
     directory: str
     split: str
     ids: list[str] = field(default_factory=list)
+    rejected: list[tuple[str, str, str]] = field(default_factory=list)  # (id, path, reason): files pack refused
 
     def __post_init__(self):
         import tensorflow as tf
 
+        from catdog.data import manifest as manifest_lib
         from catdog.data.pipeline import checked, record_dataset
 
         records = record_dataset(self.directory, self.split)
         parse = lambda s: tf.io.parse_single_example(s, {"image/id": tf.io.FixedLenFeature([], tf.string)})["image/id"]
         ids = records.map(parse, num_parallel_calls=tf.data.AUTOTUNE).batch(4096)
         self.ids = [i.decode() for batch in checked(ids, self.directory, self.split) for i in batch.numpy()]
+        # Test files that pack rejected (truncated, not an image, ...) have no record, so no row: predict names
+        # them as it names the files it cannot read itself. (Packs older than rejected.csv's `split`: none.)
+        rejected = manifest_lib.join(self.directory, "rejected.csv")
+        if tf.io.gfile.exists(rejected):
+            self.rejected = [(r["id"], r["path"], r["reason"] + ", rejected by pack")
+                             for r in csvfile.read_dicts(rejected) if r.get("split") == self.split and r.get("id")]
 
     def names(self):
         return [f"{self.directory}:{self.split}/{i}" for i in self.ids]
@@ -144,6 +153,16 @@ class Inputs:
 
     def __len__(self) -> int:
         return sum(len(s.ids) for s in self.sources)
+
+    @property
+    def total(self) -> int:
+        """Every input image, those that pack rejected included (the rows a complete submission has)."""
+        return len(self) + len(self.rejected)
+
+    @property
+    def rejected(self) -> list[tuple[str, str, str]]:
+        """(id, path, reason) of the files that packed inputs' pack refused in this split (no record, no row)."""
+        return [r for s in self.sources if isinstance(s, _Pack) for r in s.rejected]
 
     def names(self) -> dict[str, str]:
         return {i: n for s in self.sources for i, n in zip(s.ids, s.names())}

@@ -35,7 +35,7 @@ EXIF_WARNING = "damaged EXIF block or invalid orientation; read as upright"
 class Predictions:
     ids: list[str]  # in stream order
     probs: np.ndarray  # (N, C) calibrated probabilities
-    bad: list[tuple[str, str, str]]  # (id, name, reason) of images that could not be decoded
+    bad: list[tuple[str, str, str]]  # (id, name, reason) of images that could not be decoded or that pack rejected
     seconds: float
     exif_problems: list[str] = field(default_factory=list)  # names of images read as upright despite a bad tag
 
@@ -77,7 +77,9 @@ def run_predictions(predictor: Predictor, inputs: Inputs, *, batch_size: int = 3
         raise DataError(f"input stream yielded {len(ids)} predictions for {len(inputs)} inputs "
                         f"({len(ids) - len(set(ids))} repeated); this is a bug, please report it")
     names = inputs.names()
-    bad = [(i, names[i], diagnose(inputs, i, size, mode)) for i in sorted(missing, key=natural_key)]
+    # a test file that pack rejected has no record: as missing from the submission as one predict cannot read
+    bad = sorted([(i, names[i], diagnose(inputs, i, size, mode)) for i in missing] + inputs.rejected,
+                 key=lambda b: natural_key(b[0]))
     return Predictions(ids, probs, bad, seconds, [names[i] for i in sorted(turned_badly, key=natural_key)])
 
 
@@ -251,10 +253,10 @@ def predict(model, inputs, output, *, split: str = "test", skip_bad: bool = Fals
     if result.bad and not skip_bad:
         listed = "; ".join(f"{name} ({reason})" for _, name, reason in result.bad[:MAX_LISTED])
         more = f"; and {len(result.bad) - MAX_LISTED} more" if len(result.bad) > MAX_LISTED else ""
-        raise DataError(f"{len(result.bad)} of {len(sources)} images could not be read: {listed}{more}; "
+        raise DataError(f"{len(result.bad)} of {sources.total} images could not be read: {listed}{more}; "
                         f"nothing written to {output} (rerun with --skip-bad to write the rest and list these in {side})")
     if not result.ids:
-        raise DataError(f"none of the {len(sources)} images could be read; nothing written to {output}")
+        raise DataError(f"none of the {sources.total} images could be read; nothing written to {output}")
     probs = result.probs.astype(np.float64)
     if clip:
         probs = np.clip(probs, clip, 1.0 - clip)

@@ -92,6 +92,9 @@ def analyse(candidates: Sequence[Candidate], max_distance: int = DEFAULT_NEAR_DI
         if report.keep[i] and not c.label and (c.sha256, True) in first:
             report.leakage.append(("exact", first[(c.sha256, True)], i, 0))
     copies = {i for _, i in report.copies}  # reported already: leave them out of the near-duplicate search
+    copies_of: dict[int, list[int]] = {}
+    for kept_copy, copy in report.copies:
+        copies_of.setdefault(kept_copy, []).append(copy)
     kept = [i for i, k in enumerate(report.keep) if k and i not in copies]
     hashes = [c.phash for c in candidates]
     exact_leaks = {t for _, _, t, _ in report.leakage}
@@ -101,6 +104,6 @@ def analyse(candidates: Sequence[Candidate], max_distance: int = DEFAULT_NEAR_DI
         report.near.append((rep, member, d))
         if bool(candidates[rep].label) != bool(candidates[member].label):
             labeled, test = (rep, member) if candidates[rep].label else (member, rep)
-            if test not in exact_leaks:
-                report.leakage.append(("near", labeled, test, d))
+            if test not in exact_leaks:  # and its byte copies in the test split, which the search left out
+                report.leakage += [("near", labeled, t, d) for t in [test, *copies_of.get(test, [])]]
     return report

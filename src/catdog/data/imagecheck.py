@@ -38,6 +38,7 @@ REASONS = {
     "decode-error": "the image format is known but the data does not decode",
     "unreadable": "the file could not be read (I/O error, bad zip member)",
     "unrecognised-name": "the file name fits no layout (e.g. not <class>.<id>.<ext> in a flat folder)",
+    "not-an-image-name": "a document or data file by its ending (.txt, .json, .csv, .pdf, ...): never an image",
     "not-in-class-folder": "a loose file beside class sub-folders",
     "unsupported-format": "an image format predict and serve cannot read (see catdog.imageformats)",
     "bad-crc": "a PNG chunk with a wrong checksum (corrupt file; libpng, hence predict and serve, refuse it)",

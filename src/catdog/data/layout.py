@@ -12,8 +12,8 @@ Layouts understood (LAYOUTS_TEXT, quoted in every layout error):
 
 Before deciding, the data root is found: a source whose only folder holds the data (Kaggle's
 `train.zip` -> `train/`, Microsoft's `kagglecatsanddogs.zip` -> `PetImages/` beside a licence PDF) is
-read from inside that folder. Unsafe names (absolute, `..`) and system files (`Thumbs.db`) are rejected
-by name and never decide anything. A file that fits no layout is a reject with a reason; a tree that is
+read from inside that folder. Unsafe names (absolute, `..`), system files (`Thumbs.db`) and documents or
+data files (`labels.json`, `notes/readme.txt`) are rejected by name and never decide anything. A file that fits no layout is a reject with a reason; a tree that is
 ambiguous (split folders beside other folders) or unlabeled is a one-line DataError naming the folder.
 """
 
@@ -30,6 +30,11 @@ LAYOUTS_TEXT = ("class folders (SRC/cat/*.jpg), Kaggle names (cat.1.jpg), number
                 "or split folders (SRC/train/<class>/, SRC/val/<class>/, optional SRC/test/)")
 SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 SYSTEM_FILES = {"thumbs.db", "ehthumbs.db", "desktop.ini", "icon\r"}  # Windows/macOS folder metadata
+# Endings of files that sit beside photos in real downloads and are never images: rejected by name
+DOCUMENT_EXTENSIONS = (".txt", ".md", ".rst", ".csv", ".tsv", ".json", ".jsonl", ".xml", ".yaml", ".yml", ".html",
+                       ".htm", ".pdf", ".doc", ".docx", ".xls", ".xlsx", ".log", ".ini", ".cfg", ".py", ".ipynb",
+                       ".sh", ".zip", ".tar", ".gz", ".tgz", ".7z", ".rar", ".npy", ".npz", ".pkl", ".mat", ".h5",
+                       ".tfrecord", ".db", ".sqlite", ".lst", ".names")
 _FLAT = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9]+)$")  # cat.123.jpg
 _NUMBERED = re.compile(r"^(\d+)\.([A-Za-z0-9]+)$")  # 123.jpg
 
@@ -63,6 +68,10 @@ def _stem(name: str) -> str:
 
 def _is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _is_document_name(name: str) -> bool:
+    return name.lower().endswith(DOCUMENT_EXTENSIONS)
 
 
 def _flat_or_numbered(names: list[str]) -> tuple[str, list[tuple[str, str, str]]] | None:
@@ -107,6 +116,13 @@ def detect(names: list[str], where: str) -> Layout:
     prefix, outside = _data_root(names)
     rejects += outside
     rel = [n[len(prefix):] for n in names if n.startswith(prefix)]
+    # Documents and data files never decide a layout or a class: `labels.v2.json` in a Kaggle folder was class
+    # `labels`, `notes/readme.txt` beside class folders class `notes`. Other names are checked by content
+    # (`photo.img`, `IMG_1` are images); a class whose files all fail that check is a warning, and train refuses it.
+    rejects += [(prefix + r, "not-an-image-name") for r in rel if _is_document_name(r)]
+    rel = [r for r in rel if not _is_document_name(r)]
+    if not rel:
+        raise DataError(f"{where}: no image files found ({len(names)} documents and data files only)")
     folders = sorted({r.split("/", 1)[0] for r in rel if "/" in r})
     splits = [f for f in folders if f.lower() in SPLIT_FOLDERS]
     root = where + ("/" + prefix.rstrip("/") if prefix else "")

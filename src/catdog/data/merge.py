@@ -152,7 +152,9 @@ def _merge(out: str, overwrite: bool) -> dict:
     dup_rows += [("near", path_of(a), path_of(b), d) for a, b, d in report.near]
     dup_rows += [("exact-unlabeled-kept", path_of(a), path_of(b), 0) for a, b in report.copies]
     leak_rows = [(kind, path_of(a), records[a]["split"], path_of(b), d) for kind, a, b, d in report.leakage]
-    rejects = [(r["path"], r["reason"]) for path, _ in parts for r in read_dicts(manifest_lib.join(path, "rejected.csv"))]
+    rejected = [r for path, _ in parts for r in read_dicts(manifest_lib.join(path, "rejected.csv"))]
+    rejects = [(r["path"], r["reason"]) for r in rejected]
+    meant = {r["path"]: (r.get("id", ""), r.get("split", "")) for r in rejected}  # empty in parts packed before the columns
     stats = [m.get("stats", {}) for _, m in parts]
     slowest = max(s.get("seconds", 0) for s in stats)
     num_files = sum(s.get("images_per_second", 0) * s.get("seconds", 0) for s in stats)
@@ -170,7 +172,7 @@ def _merge(out: str, overwrite: bool) -> dict:
                "images_per_second": round(num_files / max(slowest, 1e-9), 1),
                "source_bytes": sum(s.get("source_bytes", 0) for s in stats)})
     manifest["merged_from"] = len(parts)
-    finish(out, manifest, {"duplicates": dup_rows, "leakage": leak_rows}, rejects)
+    finish(out, manifest, {"duplicates": dup_rows, "leakage": leak_rows}, rejects, meant=meant)
     for path, _ in parts:  # only part folders remain to tidy: their shards now live in `out`
         tf.io.gfile.rmtree(path)
     return manifest

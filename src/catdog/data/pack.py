@@ -35,7 +35,7 @@ from catdog.data.pack_plan import Entry, Plan, part_of, shard_file
 from catdog.data.pack_workers import Runner
 from catdog.data.scan import Source, display_path, scan
 from catdog.data.split import check_val_fraction
-from catdog.errors import ConfigError
+from catdog.errors import ConfigError, DataError
 from catdog.outputs import check_pack_folder, disk_full
 
 DEFAULT_SHARD_SIZE = 128 * 2**20  # TFDS's guidance: 64-256 MB shards read fast and parallelise well
@@ -98,6 +98,7 @@ def pack(sources, out, *, val_fraction: float = 0.2, seed: int = 0, shard_size: 
     if heif_item is not None:
         heif.require(display_path(found[heif_item.source], heif_item))
     classes = sorted({it.label for it in items if it.label})  # from names: identical on every machine
+    _refuse_case_variants(items, found)
     config = {"val_fraction": float(val_fraction), "seed": seed, "shard_size": int(shard_size),
               "max_pixels": int(max_pixels)}
     fingerprint = _fingerprint(found, config)
@@ -121,10 +122,13 @@ def pack(sources, out, *, val_fraction: float = 0.2, seed: int = 0, shard_size: 
                 return existing  # the same pack is already there: the checks are cancelled unread
 
             with progress_lib.reporter(progress) as report:
+                meant: dict[str, tuple[str, str]] = {}
                 entries, source_bytes = _check_all(checks, report.task("check", len(items), started), found, items,
-                                                   rejects, notices)
+                                                   rejects, notices, meant)
                 plan, report_rows = plan_lib.plan(entries, rejects, val_fraction, seed, shard_size, found, classes,
                                                   part is not None)
+                if part is None:
+                    notices += _empty_classes(plan) + report_rows["notices"]
                 shards = _write_all(runner, report, plan, out, fingerprint)
 
             manifest = _manifest(found, config, fingerprint, plan, shards, rejects, report_rows,
@@ -134,8 +138,31 @@ def pack(sources, out, *, val_fraction: float = 0.2, seed: int = 0, shard_size: 
             if part is not None:
                 manifest["part"] = part
                 records = plan_lib.record_rows(plan, found)
-            state.finish(out, manifest, report_rows, rejects, records)
+            state.finish(out, manifest, report_rows, rejects, records, meant)
             return manifest
+
+
+def _refuse_case_variants(items, found) -> None:
+    """`Cat.5.jpg` among `cat.*.jpg` would be a third class `Cat`: one class spelled two ways is an error."""
+    first: dict[str, object] = {}
+    for item in items:
+        if item.label:
+            other = first.setdefault(item.label.lower(), item)
+            if other.label != item.label:
+                raise DataError(f"{display_path(found[item.source], item)}: class {item.label!r} differs from class "
+                                f"{other.label!r} ({display_path(found[other.source], other)}) only in case; rename "
+                                "the files or folders so that each class has one spelling")
+
+
+def _empty_classes(plan: Plan) -> list[str]:
+    """Warnings for classes without a training image (all their files rejected, or a lone image sent to val):
+    train refuses such a pack, so say it here, where the files can be fixed. (A pack without a train split,
+    e.g. a labeled test set alone, warns nothing.)"""
+    train = Counter(e.item.label for shard in plan.splits["train"] for e in shard)
+    other = Counter(e.item.label for split, shards in plan.splits.items() if split != "train"
+                    for shard in shards for e in shard)
+    return [f"class {c!r} has no usable training images ({other[c]} in val/test; rejected files are listed in "
+            "rejected.csv); `catdog train` refuses a class it cannot learn" for c in plan.classes if train and not train[c]]
 
 
 def _makedirs(path: str) -> None:
@@ -150,10 +177,10 @@ def _chunks(items) -> list[list[tuple[int, int, str]]]:
             for k in range(0, len(items), _CHUNK)]
 
 
-def _check_all(checks, advance, found, items, rejects, notices):
+def _check_all(checks, advance, found, items, rejects, notices, meant):
     """Pass 2: collect the workers' decode-check + hash of every item (`checks`: the chunks' results from
     Runner.start_checks). Returns usable entries (in scan order); a damaged EXIF orientation becomes a warning
-    in `notices`."""
+    in `notices`; a rejected item's path -> (id, split it was meant for) goes to `meant`."""
     results: list[tuple | None] = [None] * len(items)
     source_bytes = 0
     for chunk in checks:
@@ -164,7 +191,9 @@ def _check_all(checks, advance, found, items, rejects, notices):
     for item, (reason, sha, phash, height, width, converted, stored, size, orientation, problem) in zip(items, results):
         source_bytes += size
         if reason:
-            rejects.append((display_path(found[item.source], item), reason))
+            path = display_path(found[item.source], item)
+            rejects.append((path, reason))
+            meant[path] = (item.image_id, item.split or ("" if item.label else "test"))  # unlabeled = test
             continue
         if problem:
             notices.append(f"{display_path(found[item.source], item)}: {problem}; read as upright (orientation 1)")

@@ -17,6 +17,7 @@ from catdog.data.dedupe import Candidate, analyse
 from catdog.data.scan import Item, display_path
 from catdog.data.split import assign_split, record_order
 from catdog.errors import DataError
+from catdog.inputs import natural_key
 
 RECORD_OVERHEAD = 256  # bytes of features + framing per record, for shard planning only
 
@@ -66,9 +67,9 @@ def plan_shards(entries: list[Entry], shard_size: int) -> list[list[Entry]]:
 
 def plan(entries, rejects, val_fraction, seed, shard_size, found, classes, allow_empty=False) -> tuple[Plan, dict]:
     """Dedupe, split, order, shard. Returns the plan and the rows of duplicates.csv / leakage.csv."""
-    # labeled before unlabeled, given train before val before test, then by source and id: decides which
-    # copy of a labeled duplicate is kept (a val copy of a train photo is the one dropped)
-    entries.sort(key=lambda e: (not e.item.label, SPLIT_RANK[e.item.split], e.item.source, e.item.image_id))
+    # labeled before unlabeled, given train before val before test, then by source and id (cat.9 before
+    # cat.10): decides which copy of a labeled duplicate is kept (a val copy of a train photo is the one dropped)
+    entries.sort(key=lambda e: (not e.item.label, SPLIT_RANK[e.item.split], e.item.source, natural_key(e.item.image_id)))
     report = analyse([Candidate(e.sha256, e.phash, e.item.label) for e in entries])
     kept = [e for e, k in zip(entries, report.keep) if k]
     by_split: dict[str, list[Entry]] = {s: [] for s in manifest_lib.SPLITS}
@@ -100,6 +101,7 @@ def plan(entries, rejects, val_fraction, seed, shard_size, found, classes, allow
                     for kind, a, b, d in report.leakage],
         "counts": {"exact": len(report.exact), "near": len(report.near), "label_conflicts": len(report.conflicts),
                    "unlabeled_copies": len(report.copies)},
+        "notices": _near_across_splits(entries, report.near, seed, val_fraction),
     }
     return Plan(classes, splits), rows
 
@@ -136,3 +138,14 @@ def record_rows(plan_: Plan, found) -> list[tuple]:
         rows.extend((e.item.image_id, split, file, e.sha256, f"{e.phash:016x}", e.item.label, e.item.source,
                      display_path(found[e.item.source], e.item), e.converted_from) for e in members)
     return rows
+
+
+def _near_across_splits(entries, near, seed, val_fraction) -> list[str]:
+    """A warning when near-duplicates (a resized or re-encoded copy of one photo) sit on both sides of train/val.
+    The split stays by content hash, so that adding files never moves an image; the pairs are in duplicates.csv."""
+    across = sum(1 for a, b, _ in near if entries[a].item.label and entries[b].item.label
+                 and {split_of(entries[a], seed, val_fraction), split_of(entries[b], seed, val_fraction)} == {"train", "val"})
+    if not across:
+        return []
+    return [f"{across} near-duplicate pair(s) have one photo in train and the other in val (listed in duplicates.csv "
+            "as near): the val scores count those photos as unseen; remove one of each pair for an honest val score"]

@@ -17,6 +17,10 @@ from catdog.errors import DataError
 
 PARTIAL_DIR = ".partial"  # done-markers of an unfinished pack; removed when it completes
 SIDE_FILES = ("rejected.csv", "duplicates.csv", "leakage.csv")
+# id / split: what a rejected image would have been (the split only where the layout gives it: `test` for an
+# unlabeled test file, the split folder's name; empty where the content hash would have decided, or for a file
+# that was never an image candidate, such as `notes.txt`)
+REJECTED_COLUMNS = ("path", "reason", "id", "split")
 SHARD_NAME = re.compile(r"^(train|val|test)-\d{5}-of-\d{5}\.tfrecord$")
 PART_NAME = re.compile(r"^part-(\d{5})-of-(\d{5})$")
 RECORDS_FILE = "records.csv"  # per-record metadata of a part, so `merge` can dedupe across parts
@@ -107,17 +111,22 @@ def done_shard(out: str, file: str, digest: str) -> dict | None:
     return {k: info[k] for k in ("file", "num_examples", "num_bytes", "sha256")}
 
 
-def finish(out: str, manifest: dict, rows: dict, rejects, records: list[tuple] | None = None) -> None:
+def finish(out: str, manifest: dict, rows: dict, rejects, records: list[tuple] | None = None,
+           meant: dict[str, tuple[str, str]] | None = None) -> None:
     """Side files, then the manifest (last: it is what makes the folder a pack), then clean up.
 
-    `rows` holds the "duplicates" and "leakage" rows; `records` (parts only) becomes records.csv.
+    `rows` holds the "duplicates" and "leakage" rows; `records` (parts only) becomes records.csv; `meant` maps a
+    rejected image's path to the id and split it was meant for (rejected.csv's `id` and `split`: predict names
+    the rejected files of the split it predicts, as it does for files it cannot read itself).
     """
     from catdog._tf import tf
 
     if records is not None:
         csvfile.write_csv(manifest_lib.join(out, RECORDS_FILE), RECORD_COLUMNS, records, lineterminator=csvfile.LF,
                           escape=False)  # read back by merge: ids must match the records exactly
-    csvfile.write_csv(manifest_lib.join(out, "rejected.csv"), ("path", "reason"), sorted(rejects),
+    meant = meant or {}
+    csvfile.write_csv(manifest_lib.join(out, "rejected.csv"), REJECTED_COLUMNS,
+                      sorted((path, reason, *meant.get(path, ("", ""))) for path, reason in rejects),
                       lineterminator=csvfile.LF)
     csvfile.write_csv(manifest_lib.join(out, "duplicates.csv"), ("kind", "kept", "duplicate", "distance"),
                       rows["duplicates"], lineterminator=csvfile.LF)

@@ -74,6 +74,10 @@ def train(config: TrainConfig | None = None, *, resume=None, callbacks=()) -> Pa
     num_classes = len(classes)
     if num_classes < 2:
         raise DataError(f"{cfg.data}: need at least 2 classes, the manifest lists {classes}")
+    empty = [c for c in classes if manifest["splits"]["train"].get("class_counts", {}).get(c, 1) == 0]
+    if empty:  # a softmax over a class it never sees; a stray folder or file read as a class looks like this
+        raise DataError(f"{cfg.data}: class {empty[0]!r} has no training images ({len(empty)} of {num_classes} classes "
+                        "empty; see the pack's rejected.csv); remove that folder or fix its files and pack again")
     if resume is not None and json.loads((run_dir / "config.json").read_text()).get("classes") != classes:
         raise ConfigError(f"--resume {run_dir}: the packed folder's classes changed since the run started")
 
