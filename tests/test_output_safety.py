@@ -113,6 +113,40 @@ def test_predict_replaces_an_existing_csv_and_says_so(env, tmp_path):
     assert out.read_text().splitlines()[1:] and "old" not in out.read_text()
 
 
+def test_a_skipped_list_from_an_earlier_run_does_not_outlive_its_submission(env, tmp_path):
+    _, run, images = env
+    out = tmp_path / "submission.csv"
+    side = tmp_path / "submission.skipped.csv"
+    side.write_text("id,name,reason\r\n7,7.jpg,truncated image\r\n")  # left by a --skip-bad run over other photos
+    result = invoke("predict", run, images, "-o", out, "--skip-bad")
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and not side.exists()
+
+
+def test_failures_of_the_machine_are_one_line(tmp_path):
+    """Permission denied, a path through a file, a full disk: the user's environment, not a bug in catdog."""
+    import errno
+
+    import tensorflow as tf
+
+    from catdog.outputs import environment_error
+
+    packed = tmp_path / "packed"
+    build_pack(packed, {"train": 4, "val": 2})
+    afile = tmp_path / "afile.txt"
+    afile.write_text("not a folder")
+    one_line_error(invoke("train", packed, "--backbone", "small-cnn", "--image-size", "32", "--epochs", "1",
+                          "--runs-dir", afile), "afile.txt")
+    assert afile.read_text() == "not a folder"
+    denied = PermissionError(errno.EACCES, "Permission denied", "/data/runs")
+    assert environment_error(denied) == "/data/runs: Permission denied"
+    assert environment_error(OSError(errno.ENOSPC, "No space left on device", "/data/x")).startswith(
+        "/data/x: disk full (")
+    assert environment_error(tf.errors.PermissionDeniedError(None, None, "/out/p; Permission denied\nmore")) == \
+        "/out/p; Permission denied"
+    assert environment_error(ValueError("a bug")) is None and environment_error(OSError(errno.EBADF, "x")) is None
+
+
 # ------------------------------------------------------------------------------------------------ evaluate / export
 
 

@@ -155,6 +155,25 @@ def _is_disk_full(error: BaseException) -> bool:
     return "No space left on device" in text or "Disk quota exceeded" in text
 
 
+def environment_error(error: BaseException) -> str | None:
+    """One line for a failure of the machine rather than of catdog: permission denied, a read-only or full
+    disk, a path through a file. None for anything else (a bug keeps its traceback)."""
+    if _is_disk_full(error):
+        where = getattr(error, "filename", None) or ""
+        return (f"{where + ': ' if where else ''}disk full ({free_space(where or '.')}); free some space and run "
+                "the same command again")
+    if isinstance(error, OSError) and error.errno in _ENVIRONMENT_ERRNOS:
+        where = error.filename or ""
+        return f"{where + ': ' if where else ''}{error.strerror or error}"
+    if type(error).__module__.startswith("tensorflow") and type(error).__name__ in ("PermissionDeniedError",
+                                                                                    "NotFoundError"):
+        return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return None
+
+
+_ENVIRONMENT_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENOENT)
+
+
 @contextmanager
 def disk_full(path, what: str = "writing") -> Iterator[None]:
     """Turn 'no space left on device' (an OSError, a TensorFlow error, or a worker's error) into one DataError."""

@@ -10,6 +10,7 @@ by name with the reason.
 
 from __future__ import annotations
 
+import os
 import time
 import zipfile
 import zlib
@@ -198,6 +199,8 @@ def check_output_path(output) -> Path:
         raise ConfigError(f"{output}: output path is a folder; give a file name such as {output / 'submission.csv'}")
     if not output.parent.is_dir():
         raise ConfigError(f"{output}: output folder {output.parent} does not exist")
+    if not os.access(output.parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{output}: output folder {output.parent} is not writable")
     return output
 
 
@@ -265,6 +268,8 @@ def predict(model, inputs, output, *, split: str = "test", skip_bad: bool = Fals
         if result.bad:
             csvfile.write_csv(side, ["id", "name", "reason"], [list(b) for b in result.bad])
         csvfile.write_csv(output, header, rows)
+        if not result.bad and side.is_file():  # an earlier run's list (checked replaceable above) would now lie
+            side.unlink()
     return PredictSummary(output=output, rows=len(rows), skipped=result.bad, skipped_file=side if result.bad else None,
                           seconds=result.seconds, images_per_second=result.images_per_second,
                           model=predictor.source, classes=list(predictor.classes), format=fmt,

@@ -2,8 +2,9 @@
 
 Each command group lives in its own module and registers itself on `app`. Library imports happen
 inside the command bodies so that `catdog --help` stays instant (TensorFlow takes seconds to import).
-Only `CatdogError` is turned into a one-line message and exit code 1; anything else is a bug and
-keeps its traceback.
+Only `CatdogError` and failures of the machine (permission denied, a full or read-only disk: see
+catdog.outputs.environment_error) are turned into a one-line message and exit code 1; anything else is a
+bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def handle_errors(fn):
-    """Decorator for commands: CatdogError -> one line on stderr, exit 1; Ctrl-C -> exit 130."""
+    """Decorator for commands: CatdogError or a machine's failure -> one line on stderr, exit 1; Ctrl-C -> 130."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -56,6 +57,13 @@ def handle_errors(fn):
             return fn(*args, **kwargs)
         except CatdogError as e:
             fail(str(e))
+        except Exception as e:
+            from catdog.outputs import environment_error
+
+            message = environment_error(e)
+            if message is None:
+                raise
+            fail(message)
         except KeyboardInterrupt:
             typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
             raise typer.Exit(code=130) from None
