@@ -294,14 +294,20 @@ def test_zip_member_with_a_bad_crc_is_rejected_not_a_crash(tmp_path):
     assert manifest["splits"]["train"]["num_examples"] + manifest["splits"]["val"]["num_examples"] == 5
 
 
-@pytest.mark.parametrize("damage", ["not-an-object", "shard-without-sha256"])
+@pytest.mark.parametrize("damage", ["not-an-object", "shard-without-sha256", "class-added", "count-raised"])
 def test_damaged_manifest_is_a_one_line_error_and_pack_refuses_it(tmp_path, damage):
+    """A hand edit: a class added or a count raised trained a 3-class model on records repeated to fill the count."""
     src, out = flat_tree(tmp_path / "train", n=3), tmp_path / "out"
     manifest = quick(src, out)
     if damage == "not-an-object":
         text = "[]"
     else:
-        del manifest["splits"]["train"]["shards"][0]["sha256"]
+        if damage == "shard-without-sha256":
+            del manifest["splits"]["train"]["shards"][0]["sha256"]
+        elif damage == "class-added":
+            manifest["classes"].append("bird")
+        else:
+            manifest["splits"]["train"]["num_examples"] = 999
         text = json.dumps(manifest)
     (out / "manifest.json").write_text(text)
     result = RUNNER.invoke(catdog.cli.app, ["inspect", str(out)])

@@ -48,7 +48,10 @@ def test_labels_match_class_names(packed):
 
 def test_count_mismatch_with_manifest_raises(packed):
     manifest = manifest_lib.read_manifest(str(packed))
-    manifest["splits"]["val"]["num_examples"] = 8  # a record has gone missing
+    val = manifest["splits"]["val"]  # a record has gone missing from a shard (the manifest agrees with itself)
+    val["num_examples"] = 8
+    val["shards"][0]["num_examples"] += 8 - sum(shard["num_examples"] for shard in val["shards"])
+    val["class_counts"][manifest["classes"][0]] += 8 - sum(val["class_counts"].values())
     manifest_lib.write_manifest(str(packed), manifest)
     with pytest.raises(DataError, match="expected to contain 8"):
         list(checked(load(str(packed), "val", 16, batch_size=4), str(packed), "val"))

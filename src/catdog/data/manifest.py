@@ -70,6 +70,25 @@ def structure_problem(manifest: dict) -> str:
             if not (isinstance(shard, dict) and isinstance(shard.get("file"), str) and isinstance(shard.get("sha256"), str)
                     and isinstance(shard.get("num_examples"), int) and isinstance(shard.get("num_bytes"), int)):
                 return f"a shard of split {split!r} needs file, sha256, num_examples and num_bytes"
+    return consistency_problem(manifest)
+
+
+def consistency_problem(manifest: dict) -> str:
+    """The first count or class that disagrees with the rest of the manifest, or ''. A hand edit (a class
+    added, a count raised) otherwise trained a model with a class it never saw, on records repeated to fill
+    the claimed count; the shards' own counts are what pack wrote next to their checksums."""
+    classes = manifest["classes"]
+    if len(set(classes)) != len(classes) or not all(isinstance(c, str) and c for c in classes):
+        return "'classes' must be distinct names"
+    for split, info in manifest["splits"].items():
+        in_shards = sum(shard["num_examples"] for shard in info["shards"])
+        if in_shards != info["num_examples"]:
+            return f"split {split!r} claims {info['num_examples']} images but its shards hold {in_shards}"
+        counts = info["class_counts"]
+        if counts and set(counts) != set(classes):
+            return f"split {split!r} counts classes {sorted(counts)} but 'classes' lists {classes}"
+        if counts and sum(counts.values()) != info["num_examples"]:
+            return f"split {split!r}: its class counts add up to {sum(counts.values())}, not {info['num_examples']}"
     return ""
 
 
