@@ -216,6 +216,23 @@ def test_three_classes_without_cache(work, tiny_backbone):
     assert (run / "calibration.json").is_file() and len(_rows(run)) == 1
 
 
+def test_a_backbone_file_with_a_fixed_input_size_sets_the_default_and_refuses_another(work, packed):
+    """A feature extractor saved with Input((40, 40, 3)): 224 was the default, and training crashed with a
+    58-line ValueError; --image-size 64 the same."""
+    from catdog.training.config import resolve
+
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((40, 40, 3))
+    keras.Model(inputs, keras.layers.Conv2D(4, 3, strides=2)(inputs), name="fixed").save(work / "fixed40.keras")
+    fixed = str(work / "fixed40.keras")
+    assert resolve(TrainConfig(data=packed, backbone=fixed)).image_size == (40, 40)
+    with pytest.raises(ConfigError, match="takes 40x40 images only.*leave --image-size out or pass 40"):
+        resolve(TrainConfig(data=packed, backbone=fixed, image_size=64))
+    run = train(TrainConfig(data=packed, backbone=fixed, epochs=1, batch_size=8, runs_dir=str(work / "runs"),
+                            cache_dir=str(work / "cache"), name="fixed"))
+    assert json.loads((run / "config.json").read_text())["image_size"] == [40, 40]
+
+
 def test_missing_val_split_is_a_clear_error(work, tiny_backbone):
     build_pack(work / "noval", {"train": 6})
     with pytest.raises(DataError, match="no 'val' split"):

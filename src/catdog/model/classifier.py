@@ -43,6 +43,10 @@ def resolve_weights(entry: BackboneEntry, weights: str | None) -> str:
 
 def check_image_size(entry: BackboneEntry, image_size) -> tuple[int, int]:
     h, w = as_size(image_size)
+    if entry.fixed_size is not None and (h, w) != tuple(entry.fixed_size):
+        fh, fw = entry.fixed_size
+        raise ConfigError(f"--image-size {h}x{w}: backbone {entry.name} takes {fh}x{fw} images only (its input size "
+                          "is fixed); leave --image-size out" + (f" or pass {fh}" if fh == fw else ""))
     if min(h, w) < entry.min_size:
         raise ConfigError(f"--image-size {h}x{w} is too small for backbone {entry.name} (min {entry.min_size})")
     return h, w

@@ -24,6 +24,7 @@ class BackboneEntry:
     weights_file: str | None = None  # file name Keras' get_file caches in ~/.keras/models for "imagenet"
     from_scratch: bool = False  # trained end to end (no frozen phase, no feature cache), e.g. small-cnn
     is_file: bool = False  # a saved .keras model used as a feature extractor
+    fixed_size: tuple[int, int] | None = None  # a file whose input takes this (height, width) only
 
     @property
     def default_weights(self) -> str:

@@ -39,9 +39,30 @@ def get_backbone(name: str) -> BackboneEntry:
     if is_model_file(name):
         if not Path(name).is_file():
             raise ConfigError(f"--backbone {name}: model file does not exist")
-        return BackboneEntry(str(name), _file_builder(str(name)), default_size=224, min_size=32,
-                             feature_dim=None, is_file=True)
+        fixed = _fixed_input_size(str(name))
+        return BackboneEntry(str(name), _file_builder(str(name)), default_size=fixed or 224, min_size=32,
+                             feature_dim=None, is_file=True, fixed_size=fixed)
     raise ConfigError(f"unknown backbone {name!r}; valid: {', '.join(list_backbones())}, or a path to a .keras model")
+
+
+def _fixed_input_size(path: str) -> tuple[int, int] | None:
+    """(height, width) of a .keras file whose one input has a fixed size, from its config.json (no loading:
+    seconds for a big model); None for a flexible input (None, None, 3), an .h5 file, or anything unreadable
+    (the model's own loading reports that)."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+        inputs = [layer["config"].get("batch_shape") for layer in config["config"]["layers"]
+                  if layer.get("class_name") == "InputLayer"]
+    except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile):
+        return None
+    if len(inputs) != 1 or not isinstance(inputs[0], list) or len(inputs[0]) != 4:
+        return None
+    height, width = inputs[0][1:3]
+    return (height, width) if isinstance(height, int) and isinstance(width, int) else None
 
 
 def _file_builder(path: str) -> Callable:
