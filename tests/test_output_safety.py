@@ -176,6 +176,30 @@ def test_export_does_not_replace_a_user_file_nor_write_through_a_symlink(env, tm
     one_line_error(invoke("export", run, "--format", "keras", "--out", link), "symbolic link")
 
 
+def test_export_keeps_a_users_export_json_and_stays_out_of_run_and_pack_folders(env, tmp_path):
+    """A user's own export.json was silently replaced (or, holding a list, crashed the export after the model
+    was written); --out the run folder or a pack mixed the export into them."""
+    _, run, _ = env
+    for text in ("my notes, not json", "[1, 2, 3]", '{"mine": 1}'):
+        out = tmp_path / f"mine{len(text)}"
+        out.mkdir()
+        (out / "export.json").write_text(text)
+        one_line_error(invoke("export", run, "--format", "keras", "--out", out), "not a file catdog writes")
+        assert (out / "export.json").read_text() == text and sorted(p.name for p in out.iterdir()) == ["export.json"]
+    before = snapshot(run)
+    one_line_error(invoke("export", run, "--format", "keras", "--out", run), "inside the run folder")
+    one_line_error(invoke("export", run, "--format", "keras", "--out", run / "exported"), "inside the run folder")
+    assert snapshot(run) == before and not (run / "exported").exists()
+    packed = tmp_path / "packed"
+    build_pack(packed, {"train": 2, "val": 2})
+    one_line_error(invoke("export", run, "--format", "keras", "--out", packed), "a packed folder")
+    ours = tmp_path / "ours"
+    assert invoke("export", run, "--format", "keras", "--out", ours).exit_code == 0
+    result = invoke("export", run, "--format", "keras", "--out", ours)  # its own report: replaced
+    assert result.exit_code == 0, result.output
+    assert list(json.loads((ours / "export.json").read_text())["exports"]) == ["model.keras"]
+
+
 # ------------------------------------------------------------------------------------------------ train options
 
 

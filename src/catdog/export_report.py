@@ -105,6 +105,15 @@ def measure(run, model_path: Path, images: np.ndarray | None, labels: np.ndarray
     return report
 
 
+def is_own_report(path: Path) -> bool:
+    """An export.json that `record` wrote: a JSON object holding only an "exports" object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and set(data) == {"exports"} and isinstance(data["exports"], dict)
+
+
 def record(out_dir: Path, model_path: Path, entry: dict) -> Path:
     """Add or replace this model's entry in OUT/export.json (written to a temp name, then renamed)."""
     path = Path(out_dir) / EXPORT_JSON

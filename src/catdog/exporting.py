@@ -124,6 +124,7 @@ def export(run_dir, fmt: str, out_dir, *, quantize: str = "none", parity_samples
     if not out_dir.parent.is_dir():
         raise ConfigError(f"{out_dir}: parent folder {out_dir.parent} does not exist")
     check_output_folder(out_dir, what="--out")  # not a symlink, not a file
+    _check_not_a_catdog_folder(out_dir, run_dir)
     run = load_run(run_dir)
     wanted = max(eval_images, REPRESENTATIVE_IMAGES if quantize == "int8" else 0)
     val, labels, val_source = export_report.val_images(run, wanted)
@@ -135,7 +136,7 @@ def export(run_dir, fmt: str, out_dir, *, quantize: str = "none", parity_samples
     for target in ([] if final is None else [final, metadata_path(final)]):  # replace only our own exports
         check_output_file(target, protected=[run_dir], what="--out", replaceable=_is_own_export)
     check_output_file(out_dir / export_report.EXPORT_JSON, protected=[run_dir], what="--out",
-                      replaceable=lambda _: True)  # catdog's own report file: never a symlink or a device
+                      replaceable=export_report.is_own_report)  # never a user's export.json, a symlink, a device
     out_dir.mkdir(exist_ok=True)
     with lock.exclusive(out_dir, "export"), disk_full(out_dir, "exporting"):  # one writer per export folder
         return _export_into(run, fmt, out_dir, quantize, version, parity_samples, val, labels, val_source,
@@ -164,6 +165,17 @@ def _export_into(run, fmt, out_dir, quantize, version, parity_samples, val, labe
     export_report.record(out_dir, result.path, {"format": fmt, "quantize": quantize, "parity": metadata["parity"],
                                                 **result.report})
     return result
+
+
+def _check_not_a_catdog_folder(out_dir: Path, run_dir) -> None:
+    """--out is never the run folder (or inside it) nor a packed folder: an export there mixes with what
+    train and pack wrote, and `catdog train --resume` or `catdog pack` would meet files they do not know."""
+    out, run = out_dir.resolve(), Path(run_dir).resolve()
+    if out == run or run in out.parents:
+        raise ConfigError(f"--out {out_dir}: inside the run folder {run_dir}; export into a folder of its own, "
+                          f"e.g. {run.parent / (run.name + '-export')}")
+    if (out_dir / "manifest.json").is_file():
+        raise ConfigError(f"--out {out_dir}: a packed folder (it holds manifest.json); export into a folder of its own")
 
 
 def _is_own_export(path: Path) -> bool:
