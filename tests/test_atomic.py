@@ -51,3 +51,22 @@ def test_csv_line_endings_and_quoting(tmp_path):
     csvfile.write_csv(tmp_path / "r.csv", ("path", "reason"), [("p", "r")], lineterminator=csvfile.LF)
     assert (tmp_path / "r.csv").read_bytes() == b"path,reason\np,r\n"
     assert csvfile.read_dicts(tmp_path / "s.csv") == [{"id": "1", "label": "0.5"}, {"id": "a,b", "label": "x"}]
+
+
+def test_remove_stale_takes_only_what_dead_processes_left(tmp_path):
+    """kill -9 during an export left OUT/.tmp-<pid>-2/, a whole SavedModel, that nothing ever removed."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    (tmp_path / f".tmp-{dead}-2").mkdir()
+    (tmp_path / f".tmp-{dead}-2" / "saved_model.pb").write_bytes(b"x" * 100)
+    (tmp_path / f".tmp-{dead}-model.keras").write_bytes(b"x")
+    (tmp_path / f".tmp-{os.getpid()}-model.keras").write_bytes(b"mine, being written")
+    (tmp_path / ".tmp-notes").write_text("not ours: no pid")
+    (tmp_path / "1").mkdir()
+    removed = atomic.remove_stale(tmp_path)
+    assert removed == [f".tmp-{dead}-2", f".tmp-{dead}-model.keras"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f".tmp-{os.getpid()}-model.keras", ".tmp-notes", "1"])
+

@@ -341,7 +341,8 @@ def test_cli_pack_prints_summary_and_inspect_verifies(tmp_path):
     assert RUNNER.invoke(catdog.cli.app, ["inspect", str(out), "--no-verify"]).exit_code == 0
 
 
-@pytest.mark.parametrize("case", ["missing", "empty", "unlabeled", "different-pack", "not-a-pack", "case-variant"])
+@pytest.mark.parametrize("case", ["missing", "empty", "unlabeled", "different-pack", "not-a-pack", "case-variant",
+                                  "out-inside-source"])
 def test_cli_bad_input_is_one_line_naming_the_path(tmp_path, case):
     target = tmp_path / case
     args = ["pack", str(target), "--out", str(tmp_path / "out"), "--workers", "1"]
@@ -357,6 +358,9 @@ def test_cli_bad_input_is_one_line_naming_the_path(tmp_path, case):
     elif case == "not-a-pack":
         target.mkdir()
         args = ["inspect", str(target)]
+    elif case == "out-inside-source":  # the pack would become part of its own source
+        flat_tree(target, n=3)
+        args = ["pack", str(target), "--out", str(target / "packed"), "--workers", "1"]
     elif case == "case-variant":  # `Cat.99.jpg` among cat.*: a third class `Cat`, if nothing said so
         flat_tree(target, n=3)
         make_image(target / "Cat.99.jpg", (200, 60, 40), size=(32, 32), seed=99)

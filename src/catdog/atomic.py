@@ -115,6 +115,32 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
+def remove_stale(folder) -> list[str]:
+    """Remove the temporary files and folders that killed processes left in a local `folder` (kill -9 gives
+    no chance to clean up; a SavedModel's is megabytes). Call it holding the folder's lock; names of live
+    processes are kept. Returns the names removed."""
+    removed = []
+    if is_url(folder) or not os.path.isdir(folder):
+        return removed
+    for name in sorted(os.listdir(folder)):
+        pid = name[len(TEMP_PREFIX):].split("-", 1)[0]
+        if not (name.startswith(TEMP_PREFIX) and pid.isdecimal()) or _alive(int(pid)):
+            continue
+        _remove(os.path.join(folder, name))
+        removed.append(name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, someone else's
+        return True
+    return True
+
+
 def _remove(tmp: str) -> None:
     try:
         if is_url(tmp):

@@ -139,6 +139,7 @@ def export(run_dir, fmt: str, out_dir, *, quantize: str = "none", parity_samples
                       replaceable=export_report.is_own_report)  # never a user's export.json, a symlink, a device
     out_dir.mkdir(exist_ok=True)
     with lock.exclusive(out_dir, "export"), disk_full(out_dir, "exporting"):  # one writer per export folder
+        atomic.remove_stale(out_dir)  # what an export killed here left behind
         return _export_into(run, fmt, out_dir, quantize, version, parity_samples, val, labels, val_source,
                             eval_images)
 

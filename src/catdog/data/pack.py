@@ -92,6 +92,7 @@ def pack(sources, out, *, val_fraction: float = 0.2, seed: int = 0, shard_size: 
     if not (isinstance(num_workers, int) and num_workers >= 1 and 0 <= worker_index < num_workers):
         raise ConfigError(f"--worker-index must be in [0, --num-workers), got {worker_index} of {num_workers}")
     check_pack_folder(out)  # never write into a folder of someone else's files (checked before any work)
+    _check_out_outside_sources(out, sources)
     notices: list[str] = []  # one-line warnings: given splits, ignored sub-folders, damaged EXIF tags
     found, items, rejects = scan([str(s) for s in sources], notices)
     heif_item = next((it for it in items if heif.is_heif_name(it.member)), None)
@@ -140,6 +141,18 @@ def pack(sources, out, *, val_fraction: float = 0.2, seed: int = 0, shard_size: 
                 records = plan_lib.record_rows(plan, found)
             state.finish(out, manifest, report_rows, rejects, records, meant)
             return manifest
+
+
+def _check_out_outside_sources(out: str, sources) -> None:
+    """A pack inside a source folder becomes part of that source: the next identical command sees other files
+    (a different pack), and every later pack lists the shards in rejected.csv."""
+    if "://" in out:
+        return
+    target = os.path.realpath(out)
+    for source in sources:
+        folder = os.path.realpath(str(source))
+        if os.path.isdir(folder) and os.path.commonpath([target, folder]) == folder:
+            raise ConfigError(f"--out {out}: inside the source folder {source}; pack into a folder beside it")
 
 
 def _refuse_case_variants(items, found) -> None:
