@@ -63,12 +63,12 @@ def decode_jpeg_reduced(encoded: tf.Tensor, target: tuple[int, int], transposed=
 def decode_any(encoded: tf.Tensor, target: tuple[int, int], orientation=1) -> tuple[tf.Tensor, tf.Tensor]:
     """(uint8 pixels as stored, mirrored per `orientation`; whether they still need a transpose to be upright).
 
-    JPEG via the reduced-scale path and its EXIF orientation; PNG/GIF/BMP/WebP via tf.io.decode_image (first
-    frame), read as upright. The transpose of orientations 5-8 is left to `resize`, which does it on its small
-    output (see catdog.data.exif.mirror).
+    JPEG via the reduced-scale path, PNG/GIF/BMP/WebP via tf.io.decode_image (first frame); either turned by its
+    EXIF orientation (PNG and WebP carry one too, which pack applies when it converts them). The transpose of
+    orientations 5-8 is left to `resize`, which does it on its small output (see catdog.data.exif.mirror).
     """
     is_jpeg = tf.io.is_jpeg(encoded)
-    orientation = tf.where(is_jpeg, exif.upright(orientation), 1)
+    orientation = exif.upright(orientation)
     turned = orientation >= 5  # stored transposed (after the mirror)
     pixels = tf.cond(
         is_jpeg,
