@@ -54,6 +54,10 @@ def test_unknown_backbone_lists_the_valid_names():
 def test_missing_model_file_and_too_small_image_size(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         get_backbone(str(tmp_path / "missing.keras"))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "best.keras").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"a folder, not a model file; a run's model is .*run/best\.keras"):
+        get_backbone(str(tmp_path / "run"))
     with pytest.raises(ConfigError, match="too small for backbone vgg16 \\(min 32\\)"):
         check_image_size(get_backbone("vgg16"), 16)
 

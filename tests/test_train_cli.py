@@ -68,6 +68,15 @@ def test_packed_folder_without_val_split(tmp_path):
     assert not (tmp_path / "runs").exists()  # nothing written for a run that cannot start
 
 
+def test_an_unlabeled_pack_is_refused_with_what_to_pack_instead(tmp_path):
+    build_pack(tmp_path / "unlabeled", {"test": 6})
+    result = runner.invoke(app, ["train", str(tmp_path / "unlabeled"), "--backbone", "small-cnn",
+                                 "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 1
+    assert "no labeled training images" in _error_line(result) and "--val-fraction" not in _error_line(result)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
     result = runner.invoke(app, ["train", "--resume", str(tmp_path)])
     assert result.exit_code == 1 and "not a catdog run folder" in _error_line(result)

@@ -37,6 +37,9 @@ def get_backbone(name: str) -> BackboneEntry:
     if name in _REGISTRY:
         return _REGISTRY[name]
     if is_model_file(name):
+        if Path(name).is_dir():
+            hint = f"; a run's model is {Path(name) / 'best.keras'}" if (Path(name) / "best.keras").is_file() else ""
+            raise ConfigError(f"--backbone {name}: a folder, not a model file{hint}")
         if not Path(name).is_file():
             raise ConfigError(f"--backbone {name}: model file does not exist")
         fixed = _fixed_input_size(str(name))

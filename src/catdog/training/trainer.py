@@ -66,10 +66,12 @@ def train(config: TrainConfig | None = None, *, resume=None, callbacks=()) -> Pa
             run_dir, resume = mine, mine  # a restarted worker: continue where the cluster stopped
             cfg = resume_config(run_dir, config)
     manifest = manifest_lib.read_manifest(cfg.data)
-    for split in ("train", "val"):
-        if manifest.get("splits", {}).get(split, {}).get("num_examples", 0) == 0:
-            raise DataError(f"{cfg.data}: packed folder has no '{split}' split; train needs train and val "
-                            "(re-pack with a validation fraction, e.g. `catdog pack SRC --out DIR --val-fraction 0.2`)")
+    if manifest.get("splits", {}).get("train", {}).get("num_examples", 0) == 0:
+        raise DataError(f"{cfg.data}: packed folder has no labeled training images (no 'train' split); pack labeled "
+                        "photos: class folders (SRC/cat/, SRC/dog/) or Kaggle names (cat.1.jpg)")
+    if manifest.get("splits", {}).get("val", {}).get("num_examples", 0) == 0:
+        raise DataError(f"{cfg.data}: packed folder has no 'val' split; train needs train and val "
+                        "(re-pack with a validation fraction, e.g. `catdog pack SRC --out DIR --val-fraction 0.2`)")
     classes = list(manifest["classes"])
     num_classes = len(classes)
     if num_classes < 2:
