@@ -63,7 +63,7 @@ def test_pack_into_a_folder_of_user_files_is_refused_and_leaves_them_byte_identi
     (mine / "leakage.csv").write_text("also mine\n")
     before = snapshot(mine)
     for extra in ([], ["--overwrite"]):  # --overwrite replaces only a catdog pack
-        one_line_error(invoke("pack", src, "--out", mine, "--workers", "1", *extra), "holds no catdog pack")
+        one_line_error(invoke("pack", src, "--out", mine, "--workers", "1", *extra), "but no manifest.json")
     assert snapshot(mine) == before and sorted(p.name for p in mine.iterdir()) == sorted(before)
     # an empty folder and a new one are fine
     (tmp_path / "empty").mkdir()

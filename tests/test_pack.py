@@ -230,7 +230,7 @@ def test_interrupted_pack_is_finished_by_rerunning(tmp_path, monkeypatch):
     # a folder whose manifest was lost is no longer recognisably a pack: its files are left alone (issue 13)
     (out / "manifest.json").unlink()
     left = sorted(p.name for p in out.iterdir())
-    with pytest.raises(DataError, match="holds no catdog pack"):
+    with pytest.raises(DataError, match="but no manifest.json"):
         quick(src, out, shard_size=3000)
     assert sorted(p.name for p in out.iterdir()) == left
 

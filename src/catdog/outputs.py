@@ -27,6 +27,8 @@ from catdog.errors import ConfigError, DataError
 
 PACK_OWN = re.compile(r"^(manifest\.json|\.partial|\.catdog\.lock|part-\d{5}-of-\d{5})$")
 _PACK_MARKERS = re.compile(r"^(manifest\.json|\.partial|part-\d{5}-of-\d{5})$")
+# what a pack writes besides its manifest: a folder of these alone may be a pack that lost its manifest.json
+_PACK_FILES = re.compile(r"^((train|val|test)-\d{5}-of-\d{5}\.tfrecord|(rejected|duplicates|leakage|records)\.csv)$")
 
 
 def _listdir(folder: str) -> list[str]:
@@ -65,6 +67,9 @@ def check_pack_folder(out: str) -> None:
     names = [n for n in _listdir(out) if n != ".catdog.lock"]
     if not names or any(_PACK_MARKERS.match(n) for n in names):
         return
+    if all(_PACK_FILES.match(n) for n in names):  # never rewritten: shard-like names may be someone's own files
+        raise DataError(f"{out}: holds shard and report files but no manifest.json (a pack that lost it, or files "
+                        "named like one); catdog cannot tell them from yours: delete the folder and pack again")
     shown = ", ".join(sorted(names)[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     raise DataError(f"{out}: output folder is not empty and holds no catdog pack ({shown}); pack writes only into "
                     "an empty folder, a new one or an existing pack (--overwrite replaces only a catdog pack)")
