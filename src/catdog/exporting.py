@@ -37,7 +37,7 @@ import numpy as np
 
 from catdog import atomic, lock
 from catdog.errors import ConfigError, ModelError
-from catdog.outputs import check_output_file, check_output_folder, disk_full
+from catdog.outputs import check_output_file, check_output_folder, disk_full, within
 # metadata helpers live apart so that predictors can read exports without importing the exporter
 from catdog.export_metadata import (METADATA_FORMAT, SAVED_MODEL_METADATA, find_saved_model,  # noqa: F401
                                     metadata_path, read_metadata)
@@ -171,8 +171,8 @@ def _export_into(run, fmt, out_dir, quantize, version, parity_samples, val, labe
 def _check_not_a_catdog_folder(out_dir: Path, run_dir) -> None:
     """--out is never the run folder (or inside it) nor a packed folder: an export there mixes with what
     train and pack wrote, and `catdog train --resume` or `catdog pack` would meet files they do not know."""
-    out, run = out_dir.resolve(), Path(run_dir).resolve()
-    if out == run or run in out.parents:
+    if within(out_dir, run_dir):
+        run = Path(run_dir).resolve()
         raise ConfigError(f"--out {out_dir}: inside the run folder {run_dir}; export into a folder of its own, "
                           f"e.g. {run.parent / (run.name + '-export')}")
     if (out_dir / "manifest.json").is_file():

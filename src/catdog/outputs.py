@@ -27,7 +27,8 @@ from catdog.errors import ConfigError, DataError
 
 PACK_OWN = re.compile(r"^(manifest\.json|\.partial|\.catdog\.lock|part-\d{5}-of-\d{5})$")
 _PACK_MARKERS = re.compile(r"^(manifest\.json|\.partial|part-\d{5}-of-\d{5})$")
-# what a pack writes besides its manifest: a folder of these alone may be a pack that lost its manifest.json
+# what a pack writes besides its manifest (pack_state's SHARD_NAME, SIDE_FILES, RECORDS_FILE, spelled out here:
+# importing catdog.data imports TensorFlow): a folder of these alone may be a pack that lost its manifest.json
 _PACK_FILES = re.compile(r"^((train|val|test)-\d{5}-of-\d{5}\.tfrecord|(rejected|duplicates|leakage|records)\.csv)$")
 
 
@@ -93,6 +94,12 @@ def _inside(path: Path, root: Path) -> bool:
 
 def _real(path) -> Path:
     return Path(os.path.realpath(os.path.abspath(str(path))))
+
+
+def within(path, folder) -> bool:
+    """`path` is `folder` or lies inside it, links resolved (local paths; a path need not exist yet)."""
+    real, root = _real(path), _real(folder)
+    return real == root or _inside(real, root)
 
 
 def check_output_file(path, *, protected: Iterable = (), what: str = "output", replaceable=None) -> bool:
@@ -164,9 +171,7 @@ def environment_error(error: BaseException) -> str | None:
     """One line for a failure of the machine rather than of catdog: permission denied, a read-only or full
     disk, a path through a file. None for anything else (a bug keeps its traceback)."""
     if _is_disk_full(error):
-        where = getattr(error, "filename", None) or ""
-        return (f"{where + ': ' if where else ''}disk full ({free_space(where or '.')}); free some space and run "
-                "the same command again")
+        return _disk_full_message(getattr(error, "filename", None) or "")
     if isinstance(error, OSError) and error.errno in _ENVIRONMENT_ERRNOS:
         where = error.filename or ""
         return f"{where + ': ' if where else ''}{error.strerror or error}"
@@ -190,8 +195,12 @@ def disk_full(path, what: str = "writing") -> Iterator[None]:
         if not _is_disk_full(e):
             raise
         where = str(path) if "://" in str(path) else os.path.abspath(str(path))
-        raise DataError(f"{where}: disk full while {what} ({free_space(where)}); free some space and run the "
-                        "same command again") from None
+        raise DataError(_disk_full_message(where, what)) from None
+
+
+def _disk_full_message(where: str, what: str = "") -> str:
+    return (f"{where + ': ' if where else ''}disk full{' while ' + what if what else ''} ({free_space(where or '.')}); "
+            "free some space and run the same command again")
 
 
 def check_report_folder(folder, files: Iterable[str], *, protected: Iterable = (), what: str = "output") -> None:

@@ -12,8 +12,9 @@ Exif segment, a few vectorized gathers (no loop, no nested branch: inside tf.dat
 in the untaken branch too).
 
 PNG (`eXIf` chunk) and WebP (`EXIF` chunk) carry the same TIFF block; pack converts them upright with Pillow's
-exif_transpose, so the in-graph reader finds their blocks too (within the same first 128 KB), and the decoder
-turns them as it turns a JPEG: a photo gets the same pixels from a pack and from its file.
+exif_transpose, so the in-graph reader finds their blocks too (PNG's within the first 128 KB, WebP's anywhere:
+its EXIF chunk follows the image data), and the decoder turns them as it turns a JPEG: a photo gets the same
+pixels from a pack and from its file.
 
 Values (the TIFF spec; `PIL.ImageOps.exif_transpose` is the reference the tests compare with):
 1 upright, 2 mirrored, 3 rotated 180, 4 flipped, 5 transposed, 6 turned 90 clockwise to be upright,
@@ -69,12 +70,12 @@ def orientation_status(encoded):
     lowered to switch/merge), so the reader is small: a regex search and, where it finds a tag, three gathers
     (container and header fields, entry count, entries). The first version, one clipped read per field, had
     ~470 nodes and cost ~0.15 ms per photo without a segment; this ~0.08. Reading PNG and WebP too cost
-    ~0.02 ms more per photo (the search for three tags) and ~0.06 ms more per JPEG with an Exif segment
-    (throwaway A/Bs, one tf.data thread).
+    ~0.08 ms more per JPEG (bench/decode_bench.py: the bytes 0.16-0.20 ms above the record, against 0.02-0.12).
     """
     import tensorflow as tf
 
-    # WebP keeps its EXIF chunk after the image data (the container spec's order): a WebP is searched whole
+    # WebP keeps its EXIF chunk after the image data (the container spec's order): a WebP is searched whole.
+    # "WEBP" follows "RIFF" and the file size; padded, because substr fails past the end of a short input.
     is_webp = tf.strings.substr(tf.strings.substr(encoded, 0, 12) + "\0" * 12, 8, 4) == "WEBP"
     head = tf.strings.substr(encoded, 0, tf.where(is_webp, tf.int32.max, SCAN_BYTES))
     # A search, not a match: RE2 reads the bytes as UTF-8, where `.` never matches an invalid byte, but a
@@ -82,10 +83,10 @@ def orientation_status(encoded):
     # (Searching PNG and WebP heads alone for their tags costs more: every extra node costs every photo.)
     without = tf.strings.regex_replace(head, "Exif\\x00\\x00|eXIf|EXIF", "", replace_global=False)
     found = tf.strings.length(without) < tf.strings.length(head)
-    return tf.cond(found, lambda: _parse_exif(head), lambda: tf.constant(1, tf.int32))
+    return tf.cond(found, lambda: _parse_exif(head, is_webp), lambda: tf.constant(1, tf.int32))
 
 
-def _parse_exif(head):
+def _parse_exif(head, is_webp):
     """jpeg_orientation's checks, straight-line and vectorized (few nodes), on a head that holds a tag.
     Every read is clamped into the head; each read past the block is guarded by the bounds check that
     Python makes before it, so a clamped value never decides the result.
@@ -101,9 +102,7 @@ def _parse_exif(head):
     def read(positions):
         return tf.cast(tf.gather(data, tf.clip_by_value(positions, 0, n - 1)), tf.int64)
 
-    magic = tf.strings.substr(head, 0, 12) + "\0" * 12  # padded: substr fails past the end of a short head
-    is_png = tf.strings.substr(magic, 0, 8) == b"\x89PNG\r\n\x1a\n"  # bytes: a str would be UTF-8
-    is_webp = tf.strings.substr(magic, 8, 4) == "WEBP"  # after "RIFF" and the file size
+    is_png = tf.strings.substr(head, 0, 8) == b"\x89PNG\r\n\x1a\n"  # bytes: a str would be UTF-8
     chunk = is_png | is_webp
     tag = tf.where(is_png, "eXIf", tf.where(is_webp, "EXIF", _EXIF.decode("latin-1")))
     # the raw op: tf.strings.split wraps its result in a RaggedTensor (~60 more nodes)

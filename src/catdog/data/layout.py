@@ -13,8 +13,9 @@ Layouts understood (LAYOUTS_TEXT, quoted in every layout error):
 Before deciding, the data root is found: a source whose only folder holds the data (Kaggle's
 `train.zip` -> `train/`, Microsoft's `kagglecatsanddogs.zip` -> `PetImages/` beside a licence PDF) is
 read from inside that folder. Unsafe names (absolute, `..`), system files (`Thumbs.db`) and documents or
-data files (`labels.json`, `notes/readme.txt`) are rejected by name and never decide anything. A file that fits no layout is a reject with a reason; a tree that is
-ambiguous (split folders beside other folders) or unlabeled is a one-line DataError naming the folder.
+data files (`labels.json`, `notes/readme.txt`) are rejected by name and never decide anything. A file that
+fits no layout is a reject with a reason; a tree that is ambiguous (split folders beside other folders) or
+unlabeled is a one-line DataError naming the folder.
 """
 
 from __future__ import annotations
@@ -119,10 +120,11 @@ def detect(names: list[str], where: str) -> Layout:
     # Documents and data files never decide a layout or a class: `labels.v2.json` in a Kaggle folder was class
     # `labels`, `notes/readme.txt` beside class folders class `notes`. Other names are checked by content
     # (`photo.img`, `IMG_1` are images); a class whose files all fail that check is a warning, and train refuses it.
-    rejects += [(prefix + r, "not-an-image-name") for r in rel if _is_document_name(r)]
+    documents = [r for r in rel if _is_document_name(r)]
+    rejects += [(prefix + r, "not-an-image-name") for r in documents]
     rel = [r for r in rel if not _is_document_name(r)]
     if not rel:
-        raise DataError(f"{where}: no image files found ({len(names)} documents and data files only)")
+        raise DataError(f"{where}: no image files found ({len(documents)} documents and data files only)")
     folders = sorted({r.split("/", 1)[0] for r in rel if "/" in r})
     splits = [f for f in folders if f.lower() in SPLIT_FOLDERS]
     root = where + ("/" + prefix.rstrip("/") if prefix else "")

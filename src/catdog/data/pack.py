@@ -36,7 +36,7 @@ from catdog.data.pack_workers import Runner
 from catdog.data.scan import Source, display_path, scan
 from catdog.data.split import check_val_fraction
 from catdog.errors import ConfigError, DataError
-from catdog.outputs import check_pack_folder, disk_full
+from catdog.outputs import check_pack_folder, disk_full, within
 
 DEFAULT_SHARD_SIZE = 128 * 2**20  # TFDS's guidance: 64-256 MB shards read fast and parallelise well
 _CHUNK = 32  # images per check task: big enough to amortise IPC, small enough for a smooth progress bar
@@ -148,10 +148,8 @@ def _check_out_outside_sources(out: str, sources) -> None:
     (a different pack), and every later pack lists the shards in rejected.csv."""
     if "://" in out:
         return
-    target = os.path.realpath(out)
     for source in sources:
-        folder = os.path.realpath(str(source))
-        if os.path.isdir(folder) and os.path.commonpath([target, folder]) == folder:
+        if os.path.isdir(str(source)) and within(out, source):
             raise ConfigError(f"--out {out}: inside the source folder {source}; pack into a folder beside it")
 
 
